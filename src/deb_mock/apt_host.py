@@ -1,0 +1,204 @@
+"""An isolated APT on the host: its own sources, lists and empty dpkg status.
+
+It never reads or writes the host's own APT state. It downloads and verifies (by signature) the
+archive indexes, and asks apt's own solver which exact packages a request needs — the resolve
+step of DESIGN.md decision 3 — without installing anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
+
+from deb_mock.errors import PackageManagerError
+from deb_mock.locking import FileLock
+from deb_mock.package_cache import PackageRef
+
+DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+_URI_LINE = re.compile(r"^'(?P<url>[^']+)' (?P<file>\S+) (?P<size>\d+) SHA256:(?P<sha>[0-9a-f]{64})$")
+
+
+@dataclass(frozen=True)
+class SourceEntry:
+    """One deb822 stanza: a repository with its suites and components."""
+
+    uri: str
+    suites: tuple[str, ...]
+    components: tuple[str, ...]
+    signed_by: str | None = DEBIAN_KEYRING
+    trusted: bool = False
+
+    def deb822(self) -> str:
+        lines = [
+            "Types: deb",
+            f"URIs: {self.uri}",
+            f"Suites: {' '.join(self.suites)}",
+        ]
+        if self.components:
+            lines.append(f"Components: {' '.join(self.components)}")
+        if self.signed_by:
+            lines.append(f"Signed-By: {self.signed_by}")
+        if self.trusted:
+            lines.append("Trusted: yes")
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class ResolvedPackage:
+    """An exact package: what the lock file and the base key are made of."""
+
+    name: str
+    version: str
+    architecture: str
+    ref: PackageRef
+
+    @property
+    def spec(self) -> str:
+        return f"{self.name}={self.version}"
+
+
+def parse_print_uris(output: str) -> list[ResolvedPackage]:
+    """Parse `apt-get --print-uris -qq` lines (with Acquire::ForceHash=SHA256)."""
+    packages = []
+    for line in output.splitlines():
+        match = _URI_LINE.match(line.strip())
+        if not match:
+            continue
+        filename = match["file"]
+        name, version, arch = filename[: -len(".deb")].split("_")
+        packages.append(ResolvedPackage(
+            name=name, version=unquote(version), architecture=arch,
+            ref=PackageRef(url=match["url"], sha256=match["sha"], size=int(match["size"]),
+                           filename=filename)))
+    return packages
+
+
+def apt_error_summary(stderr: str) -> str:
+    """apt's reasons (E:/W: lines and the broken-package explanation) as one paragraph."""
+    keep = [line.strip() for line in stderr.splitlines()
+            if line.strip() and not line.startswith(("Reading", "Building", "NOTE:"))]
+    return " ".join(keep) or "apt-get failed without a message"
+
+
+class HostApt:
+    """APT state under `root`, keyed by its caller (one per archive identity)."""
+
+    def __init__(self, root: Path, architecture: str, sources: list[SourceEntry],
+                 install_recommends: bool = False):
+        self.root = root
+        self.architecture = architecture
+        self.sources = sources
+        self.install_recommends = install_recommends
+        self.lists = root / "lists"
+        self._stamp = root / "updated"
+        for sub in ("lists/partial", "cache/archives/partial", "etc/apt.conf.d",
+                    "etc/preferences.d", "etc/sources.list.d"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        (root / "status").touch()
+        sources_text = "\n".join(source.deb822() for source in sources)
+        sources_file = root / "etc/sources.list.d/deb-mock.sources"
+        if not sources_file.exists() or sources_file.read_text() != sources_text:
+            sources_file.write_text(sources_text)
+            self._stamp.unlink(missing_ok=True)  # other sources: the lists are stale
+
+    def options(self, status: Path | None = None) -> list[str]:
+        """apt-get -o options that confine apt to this state directory."""
+        root = self.root
+        settings = {
+            "Dir::Etc": root / "etc",
+            "Dir::Etc::sourcelist": "/dev/null",
+            "Dir::Etc::sourceparts": root / "etc/sources.list.d",
+            "Dir::Etc::Parts": root / "etc/apt.conf.d",
+            "Dir::Etc::Preferences": "/dev/null",
+            "Dir::Etc::PreferencesParts": root / "etc/preferences.d",
+            "Dir::Etc::Trusted": "/dev/null",
+            "Dir::Etc::TrustedParts": root / "etc/trusted.gpg.d",
+            "Dir::State": root,
+            "Dir::State::lists": self.lists,
+            "Dir::State::status": status or root / "status",
+            "Dir::Cache": root / "cache",
+            "Dir::Cache::pkgcache": root / "cache/pkgcache.bin",
+            "Dir::Cache::srcpkgcache": root / "cache/srcpkgcache.bin",
+            "Dir::Log": root / "log",
+            "APT::Architecture": self.architecture,
+            "APT::Architectures": self.architecture,
+            "APT::Install-Recommends": "true" if self.install_recommends else "false",
+            "Acquire::Languages": "none",
+            "Acquire::ForceHash": "SHA256",
+            "Debug::NoLocking": "true",
+        }
+        args: list[str] = []
+        for key, value in settings.items():
+            args += ["-o", f"{key}={value}"]
+        return args
+
+    def age(self) -> float | None:
+        """Seconds since the last successful update, None if never."""
+        try:
+            return time.time() - self._stamp.stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def update(self, max_age: float = 0, log=None) -> bool:
+        """Download and verify the indexes unless they are younger than `max_age` seconds.
+
+        Returns True when apt-get update ran. Concurrent callers serialise on a lock and the
+        second one finds the indexes fresh.
+        """
+        with FileLock(self.root / "update.lock"):
+            age = self.age()
+            if age is not None and age < max_age:
+                return False
+            proc = subprocess.run(["apt-get", *self.options(), "update"], capture_output=True,
+                                  text=True, env=_apt_env())
+            if log is not None:
+                log.write(proc.stdout + proc.stderr)
+            # apt-get update exits 0 on some failures (a W: about an unreachable or unsigned
+            # repository); a repository we could not verify is an error for us.
+            problems = [line for line in proc.stderr.splitlines()
+                        if line.startswith("E:") or ("W:" in line and (
+                            "not signed" in line or "NO_PUBKEY" in line or "Failed to fetch" in line
+                            or "could not be verified" in line))]
+            if proc.returncode != 0 or problems:
+                raise PackageManagerError(
+                    "could not update the archive indexes: " + apt_error_summary(
+                        "\n".join(problems) or proc.stderr))
+            self._stamp.touch()
+            return True
+
+    def release_digest(self) -> str:
+        """sha256 over the signed Release files: it changes exactly when the archive does."""
+        digest = hashlib.sha256()
+        for path in sorted(self.lists.glob("*Release")):
+            digest.update(path.name.encode() + b"\0")
+            digest.update(path.read_bytes())
+        return digest.hexdigest()
+
+    def index_files(self) -> list[Path]:
+        """The verified Release and Packages files (what an environment's apt needs)."""
+        return sorted(p for p in self.lists.iterdir()
+                      if p.is_file() and ("Release" in p.name or "_Packages" in p.name))
+
+    def resolve(self, request: list[str], status: Path | None = None) -> list[ResolvedPackage]:
+        """Exact packages apt would download to install `request` (names, patterns, name=ver)."""
+        if not request:
+            return []
+        proc = subprocess.run(
+            ["apt-get", *self.options(status), "install", "--print-uris", "-qq", "--", *request],
+            capture_output=True, text=True, env=_apt_env())
+        if proc.returncode != 0:
+            raise PackageManagerError(
+                f"apt cannot resolve {' '.join(request)}: {apt_error_summary(proc.stderr)}")
+        return sorted(parse_print_uris(proc.stdout), key=lambda p: p.name)
+
+
+def _apt_env() -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LC_ALL": "C.UTF-8",
+            "DEBIAN_FRONTEND": "noninteractive"}

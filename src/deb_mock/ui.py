@@ -1,0 +1,74 @@
+"""What the user sees: one-line messages, step timings and progress bars on a terminal."""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TransferSpeedColumn)
+
+
+class UI:
+    """Messages on stderr; progress bars only on a terminal and never when quiet."""
+
+    def __init__(self, quiet: bool = False, verbose: bool = False):
+        self.quiet = quiet
+        self.verbose = verbose
+        self.console = Console(stderr=True, highlight=False)
+        self.interactive = self.console.is_terminal and not quiet
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(message, markup=False)
+
+    def debug(self, message: str) -> None:
+        if self.verbose:
+            self.console.print(message, markup=False, style="dim")
+
+    def warn(self, message: str) -> None:
+        self.console.print(f"warning: {message}", markup=False, style="yellow")
+
+    @contextmanager
+    def download(self, description: str) -> Iterator[Callable]:
+        """A callback for PackageCache.fetch progress, drawn as a transfer bar."""
+        if not self.interactive:
+            yield lambda progress: None
+            return
+        columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                   TransferSpeedColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=self.console, transient=True) as bar:
+            task = bar.add_task(description, total=None)
+
+            def update(progress) -> None:
+                bar.update(task, total=progress.total_bytes or None, completed=progress.done_bytes,
+                           description=f"{description} ({progress.done_files}/{progress.total_files})")
+
+            yield update
+
+    @contextmanager
+    def activity(self, description: str) -> Iterator[Callable[[str], None]]:
+        """A spinner with the latest line of a long step (bootstrap, apt)."""
+        if not self.interactive:
+            yield lambda line: None
+            return
+        columns = (TextColumn("{task.description}"), TextColumn("[dim]{task.fields[line]}"),
+                   TimeElapsedColumn())
+        with Progress(*columns, console=self.console, transient=True) as bar:
+            task = bar.add_task(description, total=None, line="")
+            last = [0.0]
+
+            def update(line: str) -> None:
+                now = time.monotonic()
+                if now - last[0] > 0.1:
+                    last[0] = now
+                    bar.update(task, line=line.strip()[:70])
+
+            yield update
+
+
+def plain_stderr(message: str) -> None:
+    sys.stderr.write(message + "\n")
