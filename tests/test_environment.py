@@ -148,3 +148,18 @@ def test_unknown_package_gives_apts_reason_and_exit_30(deb_mock, bookworm):
     assert proc.returncode == 30
     assert "Unable to locate package no-such-package-xyz" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_copy_fallback_without_overlayfs_gives_a_working_environment(deb_mock, cache_env, bookworm):
+    """With overlayfs unavailable (forced off), the environment is a full copy of the base."""
+    args = ["-r", CONFIG, "--uniqueext", "copy"]
+    env = {**os.environ, **cache_env, "DEB_MOCK_OVERLAY": "0"}
+    run = lambda *a: subprocess.run([*DEB_MOCK, *args, *a], env=env, capture_output=True,
+                                    text=True, timeout=600)
+    assert run("init").returncode == 0
+    record = json.loads((Path(cache_env["DEB_MOCK_STATE_DIR"]) / f"{CONFIG}-copy" /
+                         "env.json").read_text())
+    assert record["mode"] == "copy"
+    assert run("chroot", "--", "sh", "-c", "echo kept > /root/f").returncode == 0
+    assert run("chroot", "--", "cat", "/root/f").stdout == "kept\n"
+    assert run("scrub", "chroot").returncode == 0

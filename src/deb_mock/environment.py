@@ -26,7 +26,7 @@ from deb_mock.errors import ChrootError, EnvironmentLocked, PackageManagerError,
 from deb_mock.locking import FileLock, LockBusy
 from deb_mock.logs import ResultLogs
 from deb_mock.namespace import enter_private_mount_namespace
-from deb_mock.overlay import mount_overlay, unmount
+from deb_mock.overlay import materialize, mount_overlay, overlay_supported, unmount
 from deb_mock.package_cache import PackageCache
 from deb_mock.paths import resolve_in_tree
 from deb_mock.sandbox import Bind, ExecResult, User, require_tool, run
@@ -38,6 +38,9 @@ BASE_RECIPE = 1
 # Host tools an environment needs, with the Debian package that provides each.
 HOST_TOOLS = {"bwrap": "bubblewrap", "mmdebstrap": "mmdebstrap", "apt-get": "apt",
               "unshare": "util-linux", "mount": "mount", "cp": "coreutils"}
+# Set to 0 to make environments full copies of their base instead of overlays (the fallback
+# used automatically where overlayfs is unavailable).
+OVERLAY_ENV = "DEB_MOCK_OVERLAY"
 # Fresh tmpfs in every command: files copied there would vanish at once.
 _VOLATILE_DIRS = ("/tmp", "/run")
 
@@ -96,6 +99,7 @@ class Environment:
         self.logs = ResultLogs(self.result_dir)
         self._lock: FileLock | None = None
         self._mounted_root: Path | None = None
+        self._layers_in_use = None  # the store's shared locks on the mounted base
         self._depth = 0
 
     # ---- state -------------------------------------------------------------------------
@@ -168,6 +172,9 @@ class Environment:
             self.init()
         record = self.record()
         assert record is not None
+        if record.get("mode") == "copy":
+            self._mounted_root = self.root_path  # a full copy: nothing to mount
+            return self.root_path
         chain = self.store.chain(record["base"])
         self._layers_in_use = self.store.using([record["base"]])
         self._layers_in_use.__enter__()
@@ -179,6 +186,7 @@ class Environment:
                           self.root_path)
         except Exception:
             self._layers_in_use.__exit__(None, None, None)
+            self._layers_in_use = None
             raise
         self._mounted_root = self.root_path
         return self.root_path
@@ -187,10 +195,13 @@ class Environment:
         if self._mounted_root is None:
             return
         self._mounted_root = None
+        if self._layers_in_use is None:
+            return  # copy mode: nothing was mounted
         try:
             unmount(self.root_path)
         finally:
             self._layers_in_use.__exit__(None, None, None)
+            self._layers_in_use = None
 
     @contextmanager
     def mounted(self) -> Iterator[Path]:
@@ -214,14 +225,27 @@ class Environment:
             if not hit:
                 self._build_base(base_id, resolved)
             self._reset_state()
+            mode = "overlay" if self._use_overlay() else "copy"
+            if mode == "copy":
+                with self.store.using([base_id]), self.logs.state("copy base"):
+                    materialize([layer.tree for layer in self.store.chain(base_id)],
+                                self.root_path)
             self.record_path.write_text(json.dumps(
                 {"base": base_id, "config": self.config.name, "created": time.time(),
-                 "packages": bootstrap.package_specs(resolved)}, indent=1))
+                 "mode": mode, "packages": bootstrap.package_specs(resolved)}, indent=1))
             self.store.touch(base_id)
             return InitResult(base_id, hit, len(resolved), time.monotonic() - start)
 
+    def _use_overlay(self) -> bool:
+        if os.environ.get(OVERLAY_ENV, "1") == "0":
+            return False
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return overlay_supported(self.dir)
+
     def _reset_state(self) -> None:
-        for sub in ("upper", "work"):
+        if os.path.ismount(self.root_path):  # never delete through a mount
+            unmount(self.root_path)
+        for sub in ("upper", "work", "root"):
             _remove_tree(self.dir / sub)
         self.record_path.unlink(missing_ok=True)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -284,7 +308,6 @@ class Environment:
         with self._session(), self.logs.state("clean"):
             self._unmount()
             self._reset_state()
-            _remove_tree(self.root_path)
 
     # ---- running commands ------------------------------------------------------------------
     def execute(self, argv: Sequence[str], *, network: bool | None = None,
