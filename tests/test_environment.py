@@ -90,15 +90,16 @@ def test_two_uniqueext_environments_initialise_in_parallel(deb_mock, cache_env, 
 
 def test_second_process_is_refused_while_environment_is_locked(deb_mock, cache_env, bookworm):
     """While one command runs, a second says the environment is locked (exit 60); --wait queues."""
-    holder = subprocess.Popen([*DEB_MOCK, "-r", CONFIG, "--uniqueext", "locked", "chroot", "--",
-                               "sleep", "4"], env={**os.environ, **cache_env})
+    holder = subprocess.Popen([*DEB_MOCK, "-r", CONFIG, "--uniqueext", "locked", "--wait",
+                               "chroot", "--", "sleep", "5"], env={**os.environ, **cache_env})
+    chroot_log = (Path(cache_env["DEB_MOCK_STATE_DIR"]) / f"{CONFIG}-locked" / "result" /
+                  "chroot.log")
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            refused = deb_mock("-r", CONFIG, "--uniqueext", "locked", "chroot", "--", "true")
-            if refused.returncode == 60:
-                break
-            time.sleep(0.2)
+        while not (chroot_log.exists() and "$ sleep 5" in chroot_log.read_text()):
+            assert time.monotonic() < deadline and holder.poll() is None
+            time.sleep(0.1)
+        refused = deb_mock("-r", CONFIG, "--uniqueext", "locked", "chroot", "--", "true")
         assert refused.returncode == 60, refused.stderr
         assert "locked" in refused.stderr and "--wait" in refused.stderr
         waited = deb_mock("-r", CONFIG, "--uniqueext", "locked", "--wait", "chroot", "--", "true")
