@@ -164,3 +164,70 @@ def test_copy_fallback_without_overlayfs_gives_a_working_environment(deb_mock, c
     assert run("chroot", "--", "sh", "-c", "echo kept > /root/f").returncode == 0
     assert run("chroot", "--", "cat", "/root/f").stdout == "kept\n"
     assert run("scrub", "chroot").returncode == 0
+
+
+def test_a_package_is_downloaded_once_across_environments(deb_mock, cache_env, bookworm):
+    """The second environment installing the same package takes it from the shared cache."""
+    for name in ("cache-a", "cache-b"):
+        deb_mock("-r", CONFIG, "--uniqueext", name, "install", "cowsay", check=True)
+    logs = [(Path(cache_env["DEB_MOCK_STATE_DIR"]) / f"{CONFIG}-{name}" / "result" /
+             "root.log").read_text() for name in ("cache-a", "cache-b")]
+    assert "0 downloaded" in logs[1].splitlines()[-1] or "0 downloaded" in logs[1]
+    assert deb_mock("-r", CONFIG, "--uniqueext", "cache-b", "chroot", "--",
+                    "/usr/games/cowsay", "moo").returncode == 0
+    for name in ("cache-a", "cache-b"):
+        deb_mock("-r", CONFIG, "--uniqueext", name, "scrub", "chroot", check=True)
+
+
+def test_remove_takes_a_package_out(deb_mock, bookworm):
+    deb_mock("-r", bookworm, "install", "hello", check=True)
+    deb_mock("-r", bookworm, "remove", "hello", check=True)
+    assert deb_mock("-r", bookworm, "chroot", "--", "sh", "-c",
+                    "command -v hello").returncode != 0
+
+
+def test_shell_is_interactive_on_a_terminal(cache_env, bookworm):
+    """`shell` gets a real terminal: a tty inside, typed commands run, the exit status returns."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: deb-mock shell on the pty
+        os.execvpe(DEB_MOCK[0], [*DEB_MOCK, "-r", CONFIG, "shell"], {**os.environ, **cache_env})
+    os.write(fd, b"test -t 0 && test -t 1 && echo TTY-$((1+1)); echo MARK-$((40+2)); exit 3\n")
+    output = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 1)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+    _, status = os.waitpid(pid, 0)
+    assert b"MARK-42" in output
+    assert b"TTY-2" in output  # stdin and stdout are a terminal inside
+    assert os.waitstatus_to_exitcode(status) == 3
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_command_is_stopped_and_leaves_no_mount(cache_env, bookworm, sig):
+    """SIGINT or SIGTERM ends deb-mock, the command inside and every mount, with status 130."""
+    proc = subprocess.Popen([*DEB_MOCK, "-r", CONFIG, "chroot", "--", "sleep", "300"],
+                            env={**os.environ, **cache_env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    chroot_log = Path(cache_env["DEB_MOCK_STATE_DIR"]) / CONFIG / "result" / "chroot.log"
+    deadline = time.monotonic() + 60
+    while not (chroot_log.exists() and chroot_log.read_text().rstrip().endswith("$ sleep 300")):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    leftover = subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True, text=True)
+    assert leftover.stdout == ""

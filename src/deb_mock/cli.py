@@ -94,7 +94,7 @@ def install(ctx: Context, packages: tuple[str, ...]) -> None:
     """Install packages into the environment."""
     installed = ctx.env.install(list(packages))
     ctx.ui.info(f"{ctx.env.name}: installed {' '.join(packages)} "
-                f"({len(installed)} packages fetched through the cache)")
+                f"({len(installed)} package files, through the package cache)")
 
 
 @main_group.command()

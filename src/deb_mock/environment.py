@@ -367,8 +367,13 @@ class Environment:
             if not plan.ok:
                 raise PackageManagerError(apt_error_summary(plan.stderr))
             needed = parse_print_uris(plan.stdout)
+            missing = self.packages.missing([p.ref for p in needed])
+            summary = (f"packages: {len(needed)} needed, {len(missing)} downloaded, "
+                       f"{len(needed) - len(missing)} from the package cache")
+            log.write(summary + "\n")
+            self.ui.debug(summary)
             with self.ui.download("Downloading packages") as progress:
-                self.packages.fetch([p.ref for p in needed], progress=progress)
+                self.packages.fetch(missing, progress=progress)
             with self.store.tempdir("archives") as archives:
                 (archives / "partial").mkdir()
                 self.packages.link_into([p.ref for p in needed], archives)
