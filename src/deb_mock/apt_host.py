@@ -34,8 +34,14 @@ class SourceEntry:
     components: tuple[str, ...]
     signed_by: str | None = DEBIAN_KEYRING
     trusted: bool = False
+    # A repository's own key: installed at `signed_by` inside trees, and beside the host APT.
+    key: bytes | None = None
 
-    def deb822(self) -> str:
+    def deb822(self, keyring_dir: Path | None = None) -> str:
+        """The stanza; with `keyring_dir`, an own key is referred to there (the host's copy)."""
+        signed_by = self.signed_by
+        if self.key is not None and keyring_dir is not None and signed_by:
+            signed_by = str(keyring_dir / Path(signed_by).name)
         lines = [
             "Types: deb",
             f"URIs: {self.uri}",
@@ -43,8 +49,8 @@ class SourceEntry:
         ]
         if self.components:
             lines.append(f"Components: {' '.join(self.components)}")
-        if self.signed_by:
-            lines.append(f"Signed-By: {self.signed_by}")
+        if signed_by:
+            lines.append(f"Signed-By: {signed_by}")
         if self.trusted:
             lines.append("Trusted: yes")
         return "\n".join(lines) + "\n"
@@ -99,10 +105,15 @@ class HostApt:
         self.lists = root / "lists"
         self._stamp = root / "updated"
         for sub in ("lists/partial", "cache/archives/partial", "etc/apt.conf.d",
-                    "etc/preferences.d", "etc/sources.list.d"):
+                    "etc/preferences.d", "etc/sources.list.d", "etc/trusted.gpg.d"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         (root / "status").touch()
-        sources_text = "\n".join(source.deb822() for source in sources)
+        self.keyring_dir = root / "keys"
+        self.keyring_dir.mkdir(exist_ok=True)
+        for source in sources:
+            if source.key is not None and source.signed_by:
+                (self.keyring_dir / Path(source.signed_by).name).write_bytes(source.key)
+        sources_text = "\n".join(source.deb822(self.keyring_dir) for source in sources)
         sources_file = root / "etc/sources.list.d/deb-mock.sources"
         if not sources_file.exists() or sources_file.read_text() != sources_text:
             sources_file.write_text(sources_text)

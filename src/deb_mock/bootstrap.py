@@ -18,6 +18,8 @@ from deb_mock.errors import ChrootError
 from deb_mock.namespace import die_with_parent
 from deb_mock.sandbox import require_tool
 
+KEYRING_DIR = "/etc/apt/keyrings"  # where extra repositories' keys live inside trees
+
 # What each mmdebstrap variant installs, as apt requests (mmdebstrap(1), "--variant").
 _ESSENTIAL = ["?essential"]
 _REQUIRED = _ESSENTIAL + ["?priority(required)", "apt"]
@@ -71,6 +73,9 @@ def run_mmdebstrap(*, target: Path, suite: str, variant: str, architecture: str,
         f'--setup-hook=cp -al {shlex.quote(str(archives))}/. "$1"/var/cache/apt/archives/',
         f'--setup-hook=cp -p {lists} "$1"/var/lib/apt/lists/',
     ]
+    if any(source.key is not None for source in sources):
+        keys = shlex.quote(str(host_apt.keyring_dir))
+        argv.append(f'--setup-hook=mkdir -p "$1"{KEYRING_DIR} && cp -rp {keys}/. "$1"{KEYRING_DIR}/')
     if includes:
         argv.append("--include=" + ",".join(includes))
     argv += [f"--customize-hook={hook}" for hook in customize]

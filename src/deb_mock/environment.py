@@ -22,7 +22,7 @@ from typing import Iterator, Sequence
 from deb_mock import bootstrap
 from deb_mock.apt_host import HostApt, ResolvedPackage, SourceEntry, apt_error_summary, parse_print_uris
 from deb_mock.config import Config
-from deb_mock.errors import ChrootError, EnvironmentLocked, PackageManagerError, UsageError
+from deb_mock.errors import ChrootError, ConfigError, EnvironmentLocked, PackageManagerError, UsageError
 from deb_mock.locking import FileLock, LockBusy
 from deb_mock.logs import ResultLogs
 from deb_mock.namespace import enter_private_mount_namespace
@@ -60,10 +60,27 @@ def archive_sources(config: Config) -> list[SourceEntry]:
     security = config.security_suite()
     if security:
         sources.append(SourceEntry(config.security_mirror_url(), (security,), components))
-    for repo in config.extra_repositories:
+    for index, repo in enumerate(config.extra_repositories):
+        key = _repository_key(config, index, repo.signed_by) if repo.signed_by else None
+        signed_by = None
+        if key is not None:
+            kind = ".asc" if key.lstrip().startswith(b"-----BEGIN") else ".gpg"
+            signed_by = f"{bootstrap.KEYRING_DIR}/deb-mock-{hashlib.sha256(key).hexdigest()[:16]}{kind}"
         sources.append(SourceEntry(repo.url, (repo.suite,), tuple(repo.components),
-                                   signed_by=repo.signed_by, trusted=repo.trusted))
+                                   signed_by=signed_by, trusted=repo.trusted, key=key))
     return sources
+
+
+def _repository_key(config: Config, index: int, signed_by: str) -> bytes:
+    """The key of an extra repository: ASCII-armoured text in the config, or a key file."""
+    if "-----BEGIN PGP PUBLIC KEY BLOCK-----" in signed_by:
+        return signed_by.strip().encode() + b"\n"
+    try:
+        return Path(signed_by).expanduser().read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"config {config.path or config.name}: extra_repositories[{index}]."
+                          f"signed_by: cannot read the key file '{signed_by}': {exc.strerror}. "
+                          "Give a readable key file or the ASCII-armoured key itself.") from None
 
 
 def canonical_id(data: object) -> str:
