@@ -22,7 +22,7 @@ from typing import Iterator, Sequence
 from deb_mock import bootstrap
 from deb_mock.apt_host import HostApt, ResolvedPackage, SourceEntry, apt_error_summary, parse_print_uris
 from deb_mock.config import Config
-from deb_mock.errors import ChrootError, ConfigError, EnvironmentLocked, PackageManagerError, UsageError
+from deb_mock.errors import ConfigError, EnvironmentLocked, PackageManagerError, UsageError
 from deb_mock.locking import FileLock, LockBusy
 from deb_mock.logs import ResultLogs
 from deb_mock.namespace import enter_private_mount_namespace
@@ -444,9 +444,6 @@ class Environment:
                         shutil.copy2(real, target)
                         collected.append(target)
         return collected
-
-    def root_path_if_mounted(self) -> Path:
-        return self.root_path
 
 
 def _copy(source: Path, target: Path) -> None:
