@@ -8,6 +8,7 @@ operation ends — or by the kernel, if the process dies.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -108,16 +109,24 @@ class Environment:
         cache_dir = Path(config.cache_dir)
         self.store = Store(cache_dir / "store", max_size=config.store_max_bytes())
         self.packages = PackageCache(cache_dir / "packages")
-        self.sources = archive_sources(config)
-        identity = canonical_id({"sources": [s.deb822() for s in self.sources],
-                                 "arch": config.architecture})
-        self.host_apt = HostApt(cache_dir / "apt" / identity[:16], config.architecture,
-                                self.sources)
         self.logs = ResultLogs(self.result_dir)
         self._lock: FileLock | None = None
         self._mounted_root: Path | None = None
         self._layers_in_use = None  # the store's shared locks on the mounted base
         self._depth = 0
+
+    # The archive side is needed only to initialise: commands on an existing environment
+    # (chroot, copyin, ...) skip reading the host's sources and preparing the host APT.
+    @functools.cached_property
+    def sources(self) -> list[SourceEntry]:
+        return archive_sources(self.config)
+
+    @functools.cached_property
+    def host_apt(self) -> HostApt:
+        identity = canonical_id({"sources": [s.deb822() for s in self.sources],
+                                 "arch": self.config.architecture})
+        return HostApt(Path(self.config.cache_dir) / "apt" / identity[:16],
+                       self.config.architecture, self.sources)
 
     # ---- state -------------------------------------------------------------------------
     @property
