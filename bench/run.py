@@ -1,108 +1,27 @@
-"""deb-mock benchmarks against mmdebstrap, run in the same command (these machines are noisy).
+"""`make bench`: every benchmark, each figure a ratio against the peer tool in the same run.
 
-Targets (issue: deb-mock foundation):
-  cold init / mmdebstrap --variant=buildd  <= 1.15
-  warm init / mmdebstrap --variant=buildd  <= 0.10 (aim: under 1 s)
-  chroot -- true                           <= 0.2 s
-  peak RSS of the deb-mock process         <= 150 MB
+    python bench/run.py [deb-mock|forge]...   (default: all)
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-BENCH_DIR = Path(os.environ.get("DEBIAN_FORGE_BENCH_DIR", "/var/cache/debian-forge-bench"))
-CONFIG = os.environ.get("BENCH_CONFIG", "debian-bookworm-amd64")
-RESULTS = Path(__file__).parent / "results"
+import bench_deb_mock
+import bench_forge
 
-# Runs deb-mock's CLI and writes the process's own peak RSS (KiB) to the file in argv[1].
-_RSS_WRAPPER = """
-import atexit, resource, sys
-out = sys.argv.pop(1)
-atexit.register(lambda: open(out, "w").write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))
-from deb_mock.cli import main
-main(sys.argv[1:])
-"""
+SUITES = {"deb-mock": bench_deb_mock.main, "forge": bench_forge.main}
 
 
-def timed(argv: list[str], env: dict | None = None) -> float:
-    start = time.monotonic()
-    subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-    return time.monotonic() - start
-
-
-def deb_mock(args: list[str], env: dict, rss_file: Path | None = None) -> float:
-    if rss_file is None:
-        return timed([sys.executable, "-m", "deb_mock", *args], env)
-    return timed([sys.executable, "-c", _RSS_WRAPPER, str(rss_file), *args], env)
-
-
-def mmdebstrap_buildd(mirror_lines: list[str], suite: str) -> float:
-    target = Path(tempfile.mkdtemp(prefix="mmdebstrap-", dir=BENCH_DIR))
-    try:
-        shutil.rmtree(target)
-        return timed(["mmdebstrap", "--variant=buildd", "--mode=root", suite, str(target),
-                      *mirror_lines])
-    finally:
-        shutil.rmtree(target, ignore_errors=True)
-
-
-def main() -> int:
-    from deb_mock.bootstrap import mirror_lines
-    from deb_mock.config import load_config
-    from deb_mock.environment import archive_sources
-
-    config = load_config(CONFIG)
-    lines = mirror_lines(archive_sources(config))
-    BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    cache, state = BENCH_DIR / "cache", BENCH_DIR / "state"
-    for path in (cache, state):
-        shutil.rmtree(path, ignore_errors=True)
-    env = {**os.environ, "DEBIAN_FORGE_CACHE_DIR": str(cache), "DEB_MOCK_STATE_DIR": str(state)}
-    rss_file = BENCH_DIR / "rss"
-
-    print(f"benchmark: {CONFIG}, buildd variant; peer mmdebstrap in the same run", flush=True)
-    mm_first = mmdebstrap_buildd(lines, config.suite)
-    cold = deb_mock(["-r", CONFIG, "init"], env, rss_file)
-    rss_cold_mb = int(rss_file.read_text()) / 1024
-    mm_second = mmdebstrap_buildd(lines, config.suite)
-    mmdebstrap = statistics.mean([mm_first, mm_second])
-    warm = statistics.median(deb_mock(["-r", CONFIG, "init"], env) for _ in range(5))
-    deb_mock(["-r", CONFIG, "install", "hello"], env, rss_file)
-    rss_install_mb = int(rss_file.read_text()) / 1024
-    chroot_true = statistics.median(deb_mock(["-r", CONFIG, "chroot", "--", "true"], env)
-                                    for _ in range(7))
-    shutil.rmtree(state, ignore_errors=True)
-
-    rows = [
-        ("cold init / mmdebstrap", cold / mmdebstrap, 1.15, f"{cold:.1f} s vs {mmdebstrap:.1f} s"),
-        ("warm init / mmdebstrap", warm / mmdebstrap, 0.10, f"{warm:.2f} s vs {mmdebstrap:.1f} s"),
-        ("chroot -- true (s)", chroot_true, 0.2, "wall time of the whole command"),
-        ("peak RSS, MB", max(rss_cold_mb, rss_install_mb), 150,
-         f"cold init {rss_cold_mb:.0f} MB, install {rss_install_mb:.0f} MB"),
-    ]
-    print(f"{'measure':<26} {'value':>8} {'target':>8}  result  detail")
-    failed = 0
-    for name, value, target, detail in rows:
-        ok = value <= target
-        failed += not ok
-        print(f"{name:<26} {value:>8.3f} {target:>8.2f}  {'ok' if ok else 'MISSED':<6}  {detail}")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"deb-mock-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(
-        {"config": CONFIG, "mmdebstrap_s": [mm_first, mm_second], "cold_init_s": cold,
-         "warm_init_s": warm, "chroot_true_s": chroot_true,
-         "rss_mb": {"cold_init": rss_cold_mb, "install": rss_install_mb}}, indent=1))
-    return 1 if failed else 0
+def main(names: list[str]) -> int:
+    missed = 0
+    for name in names or list(SUITES):
+        if name not in SUITES:
+            print(f"unknown benchmark {name!r}; known: {', '.join(SUITES)}", file=sys.stderr)
+            return 2
+        missed += SUITES[name]()
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -83,3 +83,104 @@ def no_mount_left_behind():
     yield
     leftover = project_mounts()
     assert not leftover, f"mounts left behind: {leftover}"
+
+
+@pytest.fixture(scope="session")
+def stage_base(deb_mock):
+    """A bookworm environment with systemd, locales, tzdata, sshd and sudo (tests/data)."""
+    config = str(REPO / "tests/data/stage-tree.yaml")
+    deb_mock("-r", config, "init", check=True, timeout=1200)
+    return "stage-tree"
+
+
+@pytest.fixture
+def stage_runner(stage_base, cache_env, tmp_path):
+    """Run stages on a fresh overlay of a real bookworm tree (deb-mock's cached base layer with
+    systemd, locales, tzdata, openssh-server and sudo).
+
+    `run(stage_name, options, inputs=None)` validates the options against the stage's schema,
+    runs the stage and returns the Tree; `tree` is the same tree. The overlay is unmounted after
+    the test.
+    """
+    import json
+
+    import jsonschema
+
+    from deb_mock.namespace import enter_private_mount_namespace
+    from deb_mock.overlay import mount_overlay, unmount
+    from deb_mock.store import Store
+    from debian_forge import stages
+    from debian_forge.context import StageContext, Tree
+
+    enter_private_mount_namespace()
+    record = json.loads((Path(cache_env["DEB_MOCK_STATE_DIR"]) / stage_base / "env.json").read_text())
+    store = Store(Path(cache_env["DEBIAN_FORGE_CACHE_DIR"]) / "store")
+    work = Path(tempfile.mkdtemp(prefix="stage-", dir=TEST_CACHE))
+    for sub in ("upper", "work", "root", "scratch"):
+        (work / sub).mkdir()
+    with store.using([record["base"]]):
+        mount_overlay([layer.tree for layer in store.chain(record["base"])], work / "upper",
+                      work / "work", work / "root")
+        tree = Tree(work / "root")
+        log_path = tmp_path / "stage.log"
+
+        class Runner:
+            def __init__(self):
+                self.tree = tree
+                self.log_path = log_path
+
+            def run(self, name, options, inputs=None, source_epoch=None):
+                stage = stages.get(name)
+                assert stage is not None, f"no stage {name}"
+                jsonschema.validate(options, stage.options_schema())
+                with open(log_path, "a") as log:
+                    ctx = StageContext(tree=tree, inputs=inputs or {}, buildroot=Path("/"),
+                                       log=log, scratch=work / "scratch",
+                                       source_epoch=source_epoch)
+                    stage.run(ctx, options)
+                return tree
+
+        try:
+            yield Runner()
+        finally:
+            unmount(work / "root")
+            shutil.rmtree(work, ignore_errors=True)
+
+
+FORGE = [sys.executable, "-m", "debian_forge"]
+
+
+@pytest.fixture(scope="session")
+def forge(cache_env):
+    """Run the debian-forge CLI as a user would; returns CompletedProcess (text, captured)."""
+
+    def call(*args: str, check: bool = False, timeout: float = 1200, **kwargs):
+        env = {**os.environ, **cache_env, **kwargs.pop("env", {})}
+        proc = subprocess.run([*FORGE, *map(str, args)], capture_output=True, text=True,
+                              timeout=timeout, env=env, **kwargs)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"debian-forge {' '.join(map(str, args))} exited "
+                                 f"{proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        return proc
+
+    return call
+
+
+def build_example(forge, tmp_path_factory, example: str, export: str) -> Path:
+    """Build examples/<example> exporting `export`; returns the output directory."""
+    out = tmp_path_factory.mktemp(example.removesuffix(".json"))
+    forge("build", REPO / "examples" / example, "--export", export, "--output-directory", out,
+          check=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def minimal_build(forge, tmp_path_factory):
+    """examples/debian-minimal.json built once for the session: its output directory."""
+    return build_example(forge, tmp_path_factory, "debian-minimal.json", "rootfs")
+
+
+@pytest.fixture(scope="session")
+def trixie_server_build(forge, tmp_path_factory):
+    """examples/debian-trixie-server.json built once for the session: its output directory."""
+    return build_example(forge, tmp_path_factory, "debian-trixie-server.json", "rootfs")

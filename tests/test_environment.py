@@ -7,14 +7,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 
-from conftest import DEB_MOCK, TEST_CACHE, project_mounts
+from conftest import DEB_MOCK, project_mounts
 
 pytestmark = pytest.mark.integration
 CONFIG = "debian-bookworm-amd64"

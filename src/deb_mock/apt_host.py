@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from deb_mock.errors import PackageManagerError
+from deb_mock.ids import canonical_id
 from deb_mock.locking import FileLock
 from deb_mock.package_cache import PackageRef
 
@@ -86,6 +87,14 @@ def parse_print_uris(output: str) -> list[ResolvedPackage]:
     return packages
 
 
+def apt_options(settings: dict[str, object]) -> list[str]:
+    """`-o KEY=VALUE` arguments for apt-get from a mapping."""
+    args: list[str] = []
+    for key, value in settings.items():
+        args += ["-o", f"{key}={value}"]
+    return args
+
+
 def apt_error_summary(stderr: str) -> str:
     """apt's reasons (E:/W: lines and the broken-package explanation) as one paragraph."""
     keep = [line.strip() for line in stderr.splitlines()
@@ -119,6 +128,13 @@ class HostApt:
             sources_file.write_text(sources_text)
             self._stamp.unlink(missing_ok=True)  # other sources: the lists are stale
 
+    @classmethod
+    def for_sources(cls, cache_dir: Path, architecture: str,
+                    sources: list[SourceEntry]) -> "HostApt":
+        """The shared APT state for these repositories under `cache_dir`/apt (both tools)."""
+        identity = canonical_id({"sources": [s.deb822() for s in sources], "arch": architecture})
+        return cls(cache_dir / "apt" / identity[:16], architecture, sources)
+
     def options(self, status: Path | None = None) -> list[str]:
         """apt-get -o options that confine apt to this state directory."""
         root = self.root
@@ -145,10 +161,7 @@ class HostApt:
             "Acquire::ForceHash": "SHA256",
             "Debug::NoLocking": "true",
         }
-        args: list[str] = []
-        for key, value in settings.items():
-            args += ["-o", f"{key}={value}"]
-        return args
+        return apt_options(settings)
 
     def age(self) -> float | None:
         """Seconds since the last successful update, None if never."""
@@ -208,6 +221,32 @@ class HostApt:
             raise PackageManagerError(
                 f"apt cannot resolve {' '.join(request)}: {apt_error_summary(proc.stderr)}")
         return sorted(parse_print_uris(proc.stdout), key=lambda p: p.name)
+
+
+    def status_for(self, packages: list[ResolvedPackage]) -> str:
+        """A dpkg status file in which exactly `packages` are installed (from the indexes), so
+        that apt can resolve what a tree holding them still needs."""
+        if not packages:
+            return ""
+        proc = subprocess.run(
+            ["apt-cache", *self.options(), "show", "--no-all-versions", "--",
+             *(f"{p.name}:{p.architecture}={p.version}" if p.architecture != "all"
+               else f"{p.name}={p.version}" for p in packages)],
+            capture_output=True, text=True, env=_apt_env())
+        if proc.returncode != 0:
+            raise PackageManagerError(
+                "the archive indexes no longer list packages the earlier stages installed "
+                f"({apt_error_summary(proc.stderr)}); resolve the manifest again")
+        stanzas, seen = [], set()
+        for stanza in proc.stdout.strip().split("\n\n"):
+            fields = dict(line.split(": ", 1) for line in stanza.splitlines()
+                          if ": " in line and not line.startswith(" "))
+            key = (fields.get("Package"), fields.get("Architecture"))
+            if key in seen:
+                continue
+            seen.add(key)
+            stanzas.append(stanza.strip() + "\nStatus: install ok installed")
+        return "\n\n".join(stanzas) + "\n"
 
 
 def _apt_env() -> dict[str, str]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import signal
-import sys
 from pathlib import Path
 
 import click
 
 from deb_mock import __version__
-from deb_mock.errors import CommandFailed, DebMockError, ExitCode, Interrupted, UsageError
+from deb_mock.entry import run_group
+from deb_mock.errors import CommandFailed, UsageError
 from deb_mock.ui import UI
 
 DEFAULT_CONFIG = "debian-bookworm-amd64"
@@ -185,26 +184,6 @@ def print_root_path(ctx: Context) -> None:
     click.echo(ctx.env.root_path)
 
 
-def _on_sigterm(signum, frame):
-    raise Interrupted("terminated")
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every DebMockError becomes a message and its exit code, never a traceback."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        main_group.main(args=argv, prog_name="deb-mock", standalone_mode=False)
-    except click.exceptions.Abort:
-        sys.exit(ExitCode.INTERRUPTED)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(ExitCode.USAGE)
-    except CommandFailed as exc:
-        sys.exit(exc.exit_code)
-    except DebMockError as exc:
-        click.echo(f"deb-mock: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("deb-mock: interrupted", err=True)
-        sys.exit(ExitCode.INTERRUPTED)
-    sys.exit(0)
+    run_group(main_group, "deb-mock", argv)

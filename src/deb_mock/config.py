@@ -22,6 +22,7 @@ import yaml
 
 from deb_mock import host_sources
 from deb_mock.errors import ConfigError
+from deb_mock.schema_errors import describe, dotted, kind as _kind
 
 CACHE_DIR_ENV = "DEBIAN_FORGE_CACHE_DIR"
 STATE_DIR_ENV = "DEB_MOCK_STATE_DIR"
@@ -209,15 +210,11 @@ class Config:
 
     def suites(self) -> tuple[str, ...]:
         """The suites taken from the main mirror: the suite, plus `<suite>-updates` if enabled."""
-        if self.updates and not self.is_unstable:
-            return (self.suite, f"{self.suite}-updates")
-        return (self.suite,)
+        return archive_suites(self.suite, self.updates)
 
     def security_suite(self) -> str | None:
         """`<suite>-security` when security updates apply to this suite, else None."""
-        if self.security and not self.is_unstable:
-            return f"{self.suite}-security"
-        return None
+        return security_suite(self.suite, self.security)
 
     def mirror_url(self, root: Path = Path("/")) -> str:
         """The Debian mirror: $DEBIAN_FORGE_MIRROR, else `mirror`, else the host's APT sources."""
@@ -231,14 +228,10 @@ class Config:
         """
         if self.security_suite() is None:
             return None
-        if self.security_mirror:
-            return self.security_mirror.rstrip("/")
-        found = host_sources.security_mirror(root)
+        found = host_sources.resolve_security_mirror(self.security_mirror,
+                                                     self.mirror_url(root), root)
         if found:
             return found
-        main = self.mirror_url(root)
-        if main.endswith("/debian"):
-            return main + "-security"
         raise ConfigError(
             f"config {self.path or self.name}: security: no Debian security archive found in the "
             "host's APT sources and the mirror does not end in /debian to derive one from. Set "
@@ -263,6 +256,20 @@ class Config:
     def store_max_bytes(self) -> int:
         """`store_max_size` in bytes."""
         return parse_size(self.store_max_size, "store_max_size")
+
+
+def archive_suites(suite: str, updates: bool = True) -> tuple[str, ...]:
+    """The suites of a release on the main mirror: it, plus `<suite>-updates` if wanted."""
+    if updates and suite not in UNSTABLE_SUITES:
+        return (suite, f"{suite}-updates")
+    return (suite,)
+
+
+def security_suite(suite: str, security: bool = True) -> str | None:
+    """`<suite>-security` when wanted and the release has one (sid has none), else None."""
+    if security and suite not in UNSTABLE_SUITES:
+        return f"{suite}-security"
+    return None
 
 
 def parse_size(value: str | int, key: str = "store_max_size") -> int:
@@ -470,93 +477,14 @@ def _apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str
 
 # --- validation messages --------------------------------------------------------------------
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, (int, float)):
-        return f"number {value}"
-    if isinstance(value, str):
-        return f"string {value!r}"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return f"{type(value).__name__} {value!s}"
-
-
-def _dotted(path: Sequence[Any]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-_TYPE_WORDS = {"string": "a string", "integer": "an integer", "number": "a number",
-               "boolean": "true or false", "array": "a list", "object": "a mapping",
-               "null": "null"}
-
-
-def _describe(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
-    """(dotted key, what was wrong) pairs for one schema error."""
-    path = list(error.absolute_path)
-    key = _dotted(path)
-    v, inst, schema = error.validator, error.instance, error.schema
-    if v == "additionalProperties" and isinstance(inst, dict):
-        allowed = list(schema.get("properties", {}))
-        out = []
-        for extra in [k for k in inst if k not in allowed]:
-            close = difflib.get_close_matches(str(extra), allowed, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            out.append((_dotted(path + [extra]),
-                        f"unknown key; {hint}known keys here: {', '.join(allowed)}"))
-        return out
-    if v == "required" and isinstance(inst, dict):
-        return [(_dotted(path + [k]), "missing; this key is required")
-                for k in error.validator_value if k not in inst]
-    if v == "type":
-        types = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
-        if "number" in types and "integer" in types:
-            types = [t for t in types if t != "integer"]
-        want = " or ".join(_TYPE_WORDS.get(t, t) for t in types)
-        hint = ""
-        if isinstance(inst, (bool, int, float)) and "string" in types:
-            hint = " (quote it if you meant text)"
-        return [(key, f"expected {want}, got {_kind(inst)}{hint}")]
-    if v == "enum":
-        choices = ", ".join(str(c) for c in error.validator_value)
-        hint = ""
-        if path and path[-1] == "architecture" and inst in _ARCH_ALIASES:
-            hint = f" (Debian calls it {_ARCH_ALIASES[inst]!r})"
-        else:
-            close = difflib.get_close_matches(str(inst), [str(c) for c in error.validator_value], n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return [(key, f"expected one of {choices}, got {_kind(inst)}{hint}")]
-    if v in ("pattern", "format"):
-        want = schema.get("x-expected", f"text matching {error.validator_value}")
-        if error.absolute_schema_path and "propertyNames" in error.absolute_schema_path:
-            return [(_dotted(path + [inst]), f"expected {want} as the key name")]
-        return [(key, f"expected {want}, got {_kind(inst)}")]
-    if v == "uniqueItems":
-        return [(key, "lists an item more than once")]
-    if v == "minItems":
-        return [(key, f"expected at least {error.validator_value} item(s), got none")]
-    if v == "minLength":
-        return [(key, "expected a non-empty string")]
-    if v in ("minimum", "maximum"):
-        word = "at least" if v == "minimum" else "at most"
-        return [(key, f"expected {word} {error.validator_value}, got {_kind(inst)}")]
-    return [(key, error.message)]
-
-
 def _check(validator: jsonschema.Draft202012Validator, data: dict[str, Any], path: Path | str,
            overrides: Mapping[str, str] | None = None) -> None:
     """Raise one ConfigError listing every schema error in `data`, each with its dotted key."""
     problems: list[str] = []
     errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
     for error in errors:
-        for key, what in _describe(error):
+        for parts, what in describe(error, _ARCH_ALIASES):
+            key = dotted(parts)
             origin = ""
             for okey, option in (overrides or {}).items():
                 if key == okey or key.startswith(okey + ".") or key.startswith(okey + "["):

@@ -23,6 +23,7 @@ from typing import Iterator, Sequence
 from deb_mock import bootstrap
 from deb_mock.apt_host import HostApt, ResolvedPackage, SourceEntry, apt_error_summary, parse_print_uris
 from deb_mock.config import Config
+from deb_mock.ids import canonical_id
 from deb_mock.errors import ConfigError, EnvironmentLocked, PackageManagerError, UsageError
 from deb_mock.locking import FileLock, LockBusy
 from deb_mock.logs import ResultLogs
@@ -84,12 +85,6 @@ def _repository_key(config: Config, index: int, signed_by: str) -> bytes:
                           "Give a readable key file or the ASCII-armoured key itself.") from None
 
 
-def canonical_id(data: object) -> str:
-    """sha256 of canonical JSON: the content ID of whatever `data` describes."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 class Environment:
     """One deb-mock environment made from a config (mock's "root").
 
@@ -123,10 +118,8 @@ class Environment:
 
     @functools.cached_property
     def host_apt(self) -> HostApt:
-        identity = canonical_id({"sources": [s.deb822() for s in self.sources],
-                                 "arch": self.config.architecture})
-        return HostApt(Path(self.config.cache_dir) / "apt" / identity[:16],
-                       self.config.architecture, self.sources)
+        return HostApt.for_sources(Path(self.config.cache_dir), self.config.architecture,
+                                   self.sources)
 
     # ---- state -------------------------------------------------------------------------
     @property

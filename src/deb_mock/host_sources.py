@@ -238,3 +238,17 @@ def resolve_mirror(configured: str | None, root: Path = Path("/")) -> str:
         "Set one with the config key 'mirror: URL', with '--config-opts mirror=URL', or with the "
         f"environment variable {MIRROR_ENV}=URL (for example http://mirror.example.org/debian)."
     )
+
+
+def resolve_security_mirror(configured: str | None, main: str, root: Path = Path("/")) -> str | None:
+    """The security archive: `configured`, else the host's security source, else `main` with
+    its trailing `/debian` replaced by `/debian-security` (the archive's usual layout); None
+    when none of these gives one."""
+    if configured:
+        return configured.rstrip("/")
+    found = security_mirror(root)
+    if found:
+        return found
+    if main.endswith("/debian"):
+        return main + "-security"
+    return None

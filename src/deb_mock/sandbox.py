@@ -66,9 +66,11 @@ def require_tool(tool: str, package: str) -> str:
 
 def bwrap_argv(root: Path, argv: Sequence[str], *, network: bool = False, user: User | None = None,
                env: Mapping[str, str] | None = None, binds: Sequence[Bind] = (), cwd: str = "/",
-               interactive: bool = False, hostname: str = "deb-mock") -> list[str]:
+               interactive: bool = False, hostname: str = "deb-mock",
+               readonly_root: bool = False) -> list[str]:
     """The bubblewrap command line that runs `argv` inside `root`."""
-    args = [require_tool("bwrap", "bubblewrap"), "--bind", str(root), "/",
+    args = [require_tool("bwrap", "bubblewrap"), "--ro-bind" if readonly_root else "--bind",
+            str(root), "/",
             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", hostname,
             "--die-with-parent", "--clearenv"]
@@ -99,15 +101,16 @@ def run(root: Path, argv: Sequence[str], *, network: bool = False, user: User | 
         env: Mapping[str, str] | None = None, binds: Sequence[Bind] = (), cwd: str = "/",
         capture: bool = False, echo: bool = True, log: IO[str] | None = None,
         stdin: int | IO | None = None, interactive: bool = False,
-        timeout: float | None = None) -> ExecResult:
+        timeout: float | None = None, hostname: str = "deb-mock",
+        readonly_root: bool = False) -> ExecResult:
     """Run `argv` inside `root` and wait for it.
 
     Output goes to `log` (if given), to our stdout/stderr (if `echo`) and into the result (if
     `capture`). `interactive` hands the terminal to the command (for `shell`), nothing is
-    captured then.
+    captured then. `readonly_root` binds `root` read-only (a build root running host tools).
     """
     full = bwrap_argv(root, argv, network=network, user=user, env=env, binds=binds, cwd=cwd,
-                      interactive=interactive)
+                      interactive=interactive, hostname=hostname, readonly_root=readonly_root)
     if interactive:
         proc = subprocess.Popen(full, preexec_fn=die_with_parent)
         return ExecResult(_wait(proc, timeout), argv=list(argv))

@@ -1,0 +1,3 @@
+from debian_forge.cli import main
+
+main()

@@ -1,0 +1,106 @@
+"""Helpers shared by stage modules: reading a tree's account databases, finding its tools.
+
+Small functions over `Tree` (context.py); every path goes through `Tree.path()`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Iterable
+
+from debian_forge.context import StageError, Tree
+
+_COMMAND_DIRS = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
+
+# A user or group name: osbuild's rule, except that it must start with a letter or '_'.
+ACCOUNT_NAME_PATTERN = "^[A-Za-z_][A-Za-z0-9_.-]{0,31}$"
+
+
+@dataclass(frozen=True)
+class PasswdEntry:
+    """One line of a tree's /etc/passwd."""
+
+    name: str
+    uid: int
+    gid: int
+    gecos: str
+    home: str
+    shell: str
+
+
+@dataclass(frozen=True)
+class GroupEntry:
+    """One line of a tree's /etc/group."""
+
+    name: str
+    gid: int
+    members: tuple[str, ...]
+
+
+def _colon_records(tree: Tree, path: str, fields: int) -> list[list[str]]:
+    """The colon-separated records of a file in the tree (none when it is missing)."""
+    if not tree.exists(path):
+        return []
+    records = []
+    for line in tree.read_text(path).splitlines():
+        parts = line.split(":")
+        if len(parts) >= fields and not line.startswith(("#", "+", "-")):
+            records.append(parts)
+    return records
+
+
+def read_passwd(tree: Tree) -> dict[str, PasswdEntry]:
+    """The users of the tree's /etc/passwd, by name."""
+    return {parts[0]: PasswdEntry(parts[0], int(parts[2]), int(parts[3]), parts[4], parts[5],
+                                  parts[6])
+            for parts in _colon_records(tree, "/etc/passwd", 7)}
+
+
+def read_group(tree: Tree) -> dict[str, GroupEntry]:
+    """The groups of the tree's /etc/group, by name."""
+    return {parts[0]: GroupEntry(parts[0], int(parts[2]),
+                                 tuple(member for member in parts[3].split(",") if member))
+            for parts in _colon_records(tree, "/etc/group", 4)}
+
+
+def require_command(tree: Tree, command: str, package: str) -> None:
+    """StageError unless the tree has `command` (in /usr/sbin, /usr/bin, /sbin or /bin),
+    telling which Debian package to install first."""
+    if not any(tree.exists(f"{directory}/{command}") for directory in _COMMAND_DIRS):
+        raise StageError(f"this tree has no '{command}': install the package '{package}' "
+                         f"with an org.osbuild.apt stage before this one")
+
+
+def did_you_mean(word: str, candidates: Iterable[str], n: int = 3) -> str:
+    """` (did you mean 'a', 'b' or 'c'?)` for a word not among `candidates`, or the empty
+    string when nothing is close."""
+    close = [repr(item) for item in difflib.get_close_matches(word, list(candidates), n=n)]
+    if not close:
+        return ""
+    listed = close[0] if len(close) == 1 else ", ".join(close[:-1]) + " or " + close[-1]
+    return f" (did you mean {listed}?)"
+
+
+# Locations and file modes as manifests write them (org.osbuild.mkdir, org.osbuild.copy).
+
+
+def tree_location(location: str) -> str:
+    """The path inside the tree that `tree:///etc/x` (or a plain `/etc/x`) names: `/etc/x`.
+    Resolve it with `Tree.path()`, which refuses escapes."""
+    if location.startswith("tree://"):
+        return location[len("tree://"):]
+    return location
+
+
+def mode_property(description: str) -> dict:
+    """The schema of a file mode option: an integer (493 for 0o755) or an octal string ("0755")."""
+    return {"description": description,
+            "oneOf": [{"type": "integer", "minimum": 0, "maximum": 0o7777},
+                      {"type": "string", "pattern": "^0?[0-7]{3,4}$",
+                       "x-expected": "an octal mode such as \"0755\""}]}
+
+
+def parse_mode(value: int | str) -> int:
+    """A mode as `mode_property` allows it (493 or "0755"), as an integer."""
+    return value if isinstance(value, int) else int(value, 8)
