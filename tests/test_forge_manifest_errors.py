@@ -4,8 +4,12 @@ anything runs, never with a traceback."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 import pytest
+
+from conftest import FORGE, REPO
 
 from debian_forge.manifest import ManifestError, parse
 
@@ -138,3 +142,14 @@ def test_unknown_package_fails_resolution_with_the_stage_path(forge, tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert ".pipelines[0].stages[1].options" in proc.stderr
     assert "no-such-package-xyz" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
+def test_build_as_a_normal_user_is_refused_with_the_reason(tmp_path):
+    """Not root: exit 2 and the reason, before anything is mounted or downloaded."""
+    proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                           *FORGE, "build", str(REPO / "examples/debian-minimal.json")],
+                          capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "DEBIAN_FORGE_CACHE_DIR": str(tmp_path / "c")})
+    assert proc.returncode == 2, proc.stderr
+    assert "needs root" in proc.stderr and "Traceback" not in proc.stderr

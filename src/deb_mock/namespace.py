@@ -28,7 +28,7 @@ def enter_private_mount_namespace() -> None:
     if _entered:
         return
     if os.geteuid() != 0:
-        raise HostError("deb-mock needs root: it mounts overlay filesystems and runs bubblewrap "
+        raise HostError("this needs root: it mounts overlay filesystems and runs bubblewrap "
                         "as root (like mock with its group, or osbuild). Run it with sudo.")
     if _libc.unshare(_CLONE_NEWNS) != 0:
         err = ctypes.get_errno()

@@ -61,27 +61,34 @@ class UI:
             yield update
 
     @contextmanager
-    def activity(self, description: str) -> Iterator[Callable[[str], None]]:
-        """A spinner with the latest line of a long step (bootstrap, apt)."""
+    def activity(self, description: str,
+                 total: int | None = None) -> Iterator[Callable[..., None]]:
+        """A spinner with the latest line of a long step (bootstrap, apt); with `total`, a bar
+        too. The callback takes the line and, optionally, how many of `total` steps are done."""
         if not self.interactive:
-            yield lambda line: None
+            yield lambda line, done=None: None
             return
-        from rich.progress import Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn)
 
-        columns = (TextColumn("{task.description}"), TextColumn("[dim]{task.fields[line]}"),
-                   TimeElapsedColumn())
+        columns = [TextColumn("{task.description}")]
+        if total:
+            columns += [BarColumn(bar_width=20), MofNCompleteColumn()]
+        columns += [TextColumn("[dim]{task.fields[line]}"), TimeElapsedColumn()]
         with Progress(*columns, console=self.console, transient=True) as bar:
-            task = bar.add_task(description, total=None, line="")
+            task = bar.add_task(description, total=total, line="")
             last = [0.0]
 
-            def update(line: str) -> None:
+            def update(line: str, done: int | None = None) -> None:
                 now = time.monotonic()
                 if now - last[0] > 0.1:
                     last[0] = now
-                    bar.update(task, line=line.strip()[:70])
+                    fields = {"line": line.strip()[:60]}
+                    if done is not None and total:
+                        fields["completed"] = min(done, total)
+                    bar.update(task, **fields)
 
             yield update
-
 
 def _write(message: str) -> None:
     sys.stderr.write(message + "\n")

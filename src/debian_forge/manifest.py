@@ -158,10 +158,10 @@ class Pipeline:
         data["stages"] = [stage.to_json() for stage in self.stages]
         return data
 
-    def references(self) -> list[str]:
-        """Pipelines this one needs: its build root and its stages' tree inputs."""
+    def references(self, stages: list[Stage] | None = None) -> list[str]:
+        """Pipelines this one needs: its build root and its stages' (or `stages`') tree inputs."""
         names = [self.build] if self.build else []
-        for stage in self.stages:
+        for stage in self.stages if stages is None else stages:
             for item in stage.inputs.values():
                 if item.get("origin") == "org.osbuild.pipeline":
                     names += [_pipeline_name(ref) for ref in _reference_keys(item)]

@@ -42,15 +42,18 @@ class Monitor:
                    result="cached", cached=True, duration=0.0)
 
     @contextmanager
-    def stage(self, pipeline: str, stage: str, stage_id: str) -> Iterator[Callable[[str], None]]:
-        """Yields the callback for the stage's output lines; reports the end and its duration."""
+    def stage(self, pipeline: str, stage: str, stage_id: str,
+              steps: int | None = None) -> Iterator[Callable[[str], None]]:
+        """Yields the callback for the stage's output lines; reports the end and its duration.
+
+        `steps`: how many package steps (unpack, set up) the stage has, for a progress bar."""
         context = {"pipeline": {"name": pipeline}, "stage": {"name": stage, "id": stage_id}}
         self.event("stage-start", **context)
         start = time.monotonic()
         result = "failure"
-        lines = _ProgressLines(self, context)
+        lines = _ProgressLines(self, context, steps)
         try:
-            with self.ui.activity(f"  {stage} {stage_id[:12]}") as on_line:
+            with self.ui.activity(f"  {stage} {stage_id[:12]}", total=steps) as on_line:
                 lines.show = on_line
                 yield lines
             result = "success"
@@ -80,10 +83,11 @@ class Monitor:
 class _ProgressLines:
     """A stage's output lines: the latest is shown; dpkg's unpack/setup steps count progress."""
 
-    def __init__(self, monitor: Monitor, context: dict):
+    def __init__(self, monitor: Monitor, context: dict, total: int | None):
         self.monitor = monitor
         self.context = context
-        self.show: Callable[[str], None] = lambda line: None
+        self.total = total
+        self.show: Callable[..., None] = lambda line, done=None: None
         self.steps = 0
         self._last = 0.0
 
@@ -94,7 +98,7 @@ class _ProgressLines:
                 now = time.monotonic()
                 if now - self._last > 0.5:
                     self._last = now
-                    self.monitor.event("progress", **self.context,
-                                       progress={"name": "packages", "done": self.steps})
+                    self.monitor.event("progress", **self.context, progress={
+                        "name": "packages", "done": self.steps, "total": self.total})
             if line.strip():
-                self.show(line)
+                self.show(line, self.steps)

@@ -100,16 +100,21 @@ class Runner:
         if pipeline.name in self._done:
             return
         self._done.add(pipeline.name)
-        self.monitor.pipeline(pipeline.name, self.pipeline_ids[pipeline.name])
-        last = self.pipeline_ids[pipeline.name]
-        if last is not None and self.store.has(last) and not self.break_at:
+        keys = [self.stage_ids[ids.StageKey(pipeline.name, s.index)] for s in pipeline.stages]
+        first = next((i for i, (stage, key) in enumerate(zip(pipeline.stages, keys))
+                      if not self.store.has(key) or self._breaks_at(stage, key)), None)
+        if first is None:
             # Nothing of it runs, so neither do the pipelines it needs; the record still
             # lists their stages, taken from the store.
             for name in pipeline.references():
                 self._note_cached(self.manifest.pipeline(name))
+        else:
+            # What the stages that run need is built first (its output comes first, too).
+            for name in pipeline.references(pipeline.stages[first:]):
+                self._ensure(self.manifest.pipeline(name))
+        self.monitor.pipeline(pipeline.name, self.pipeline_ids[pipeline.name])
         previous: str | None = None
-        for stage in pipeline.stages:
-            stage_id = self.stage_ids[ids.StageKey(pipeline.name, stage.index)]
+        for stage, stage_id in zip(pipeline.stages, keys):
             if self.store.has(stage_id) and not self._breaks_at(stage, stage_id):
                 self.store.touch(stage_id)
                 self.monitor.stage_cached(pipeline.name, stage.type, stage_id)
@@ -146,12 +151,8 @@ class Runner:
     def _build_stage(self, pipeline: Pipeline, stage: Stage, stage_id: str,
                      previous: str | None) -> None:
         # Whatever this stage needs is built (or found) before its lock is taken.
-        if pipeline.build:
-            self._ensure(self.manifest.pipeline(pipeline.build))
-        for item in stage.inputs.values():
-            if item["origin"] == "org.osbuild.pipeline":
-                for ref in item["references"]:
-                    self._ensure(self.manifest.pipeline(ref.removeprefix("name:")))
+        for name in pipeline.references([stage]):
+            self._ensure(self.manifest.pipeline(name))
         files = self._fetch_sources(stage)
         lock = FileLock(self.store.root / "locks" / f"{stage_id}.lock")
         (self.store.root / "locks").mkdir(parents=True, exist_ok=True)
@@ -179,7 +180,9 @@ class Runner:
                 epoch = self.manifest.epoch(pipeline)
                 if self._breaks_at(stage, stage_id):
                     self._shell(tree, buildroot, inputs, stage, stage_id, epoch)
-                with self.monitor.stage(pipeline.name, stage.type, stage_id) as on_line:
+                packages = inputs.get("packages")
+                steps = 2 * len(packages.files) if packages else None  # unpack + set up each
+                with self.monitor.stage(pipeline.name, stage.type, stage_id, steps) as on_line:
                     ctx = StageContext(tree=Tree(tree), inputs=inputs, buildroot=buildroot,
                                        log=log, scratch=scratch, source_epoch=epoch,
                                        on_line=on_line)

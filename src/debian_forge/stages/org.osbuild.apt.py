@@ -64,6 +64,7 @@ def _apt_options(options: dict) -> list[str]:
         "Acquire::Languages": "none",
         "Dpkg::Options::": "--force-unsafe-io",
         "Dpkg::Use-Pty": "false",
+        "APT::Sandbox::User": "root",  # the repository is a bind-mount _apt may not read
     }
     return apt_options(settings)
 
@@ -84,6 +85,6 @@ def run(ctx: StageContext, options: dict) -> None:
     # same dependencies as the resolver did, from a repository that holds nothing else.
     requests = [f"{name}={versions[name.split(':')[0]]}" if name.split(":")[0] in versions
                 else name for name in options.get("packages", [])]
-    mark = "_" if options.get("purge") else "-"  # apt-get install's purge/remove suffixes
-    removals = [f"{name}{mark}" for name in options.get("remove", [])]
-    ctx.run([*apt, "install", "-y", "-q", "--", *requests, *removals], binds=binds)
+    removals = [f"{name}-" for name in options.get("remove", [])]  # apt-get install's "remove"
+    purge = ["--purge"] if options.get("purge") else []
+    ctx.run([*apt, "install", "-y", "-q", *purge, "--", *requests, *removals], binds=binds)
