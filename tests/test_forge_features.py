@@ -262,3 +262,26 @@ def test_no_cache_builds_every_stage_and_keeps_the_store_as_it_was(forge, minima
     stages = json.loads((tmp_path / "out/build.json").read_text())["stages"]
     assert stages and not any(s["cached"] for s in stages)
     assert {p.name for p in store.iterdir()} <= before | set()
+
+
+def test_sigterm_mid_stage_exits_130_and_cleans_up(forge, tmp_path, cache_env):
+    """SIGTERM while mmdebstrap runs: exit 130, no mount, no temporary stage directory."""
+    manifest = write_manifest(tmp_path / "m.json", {"name": "os", "stages": [BOOT]})
+    store = tmp_path / "store"
+    proc = subprocess.Popen([*FORGE, "build", str(manifest), "--json", "--store", str(store)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **cache_env})
+    try:
+        for line in proc.stdout:
+            if json.loads(line)["event"] == "stage-start":
+                break
+        time.sleep(2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "terminated" in proc.stderr.read()
+    assert not project_mounts()
+    assert not list((store / "tmp").iterdir())
+    assert not (store / "layers").exists() or not list((store / "layers").iterdir())
