@@ -184,3 +184,16 @@ def minimal_build(forge, tmp_path_factory):
 def trixie_server_build(forge, tmp_path_factory):
     """examples/debian-trixie-server.json built once for the session: its output directory."""
     return build_example(forge, tmp_path_factory, "debian-trixie-server.json", "rootfs")
+
+
+@pytest.fixture(scope="session")
+def apt_repos():
+    """Real signed APT repositories served on 127.0.0.1 for the session (tests/aptrepo.py).
+
+    `apt_repos.repo(name, packages, signer=..., tamper=...)` builds www/<name> (kept between
+    runs, at the same URL) and returns its Repo.
+    """
+    import aptrepo
+
+    with aptrepo.serve() as repos:
+        yield repos

@@ -69,6 +69,13 @@ def test_commands_run_as_the_build_user_when_asked(deb_mock, bookworm):
     assert proc.stdout.strip() == "builder"
 
 
+def test_tmp_is_writable_by_every_user_like_a_real_tmp(deb_mock, bookworm):
+    """/tmp is a sticky, world-writable tmpfs: the build user (and apt's _apt) can use it."""
+    proc = deb_mock("chroot", "--user", "--", "sh", "-c", "touch /tmp/x && stat -c %a /tmp",
+                    check=True)
+    assert proc.stdout.strip() == "1777"
+
+
 def test_two_uniqueext_environments_initialise_in_parallel(deb_mock, cache_env, bookworm):
     """Two environments of one config, created at once, are separate and both work."""
     procs = [subprocess.Popen([*DEB_MOCK, "-r", CONFIG, "--uniqueext", name, "init"],

@@ -23,7 +23,7 @@ def test_recommends_switch_decides_what_is_locked(forge, tmp_path):
     for recommends in (False, True):
         manifest = write_manifest(tmp_path / f"m{recommends}.json", {"name": "os", "stages": [
             BOOT, {"type": "org.osbuild.apt", "options": {"packages": ["openssh-client"],
-                                                          "recommends": recommends}}]})
+                                                          "install_recommends": recommends}}]})
         names.append(_locked_names(json.loads(forge("resolve", manifest, check=True).stdout), 1))
     assert "openssh-client" in names[0] and "xauth" not in names[0]
     assert "xauth" in names[1]

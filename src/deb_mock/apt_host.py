@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,7 @@ class HostApt:
                     "etc/preferences.d", "etc/sources.list.d", "etc/trusted.gpg.d"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         (root / "status").touch()
+        self._stanzas: dict[tuple, dict[str, str]] = {}  # (name, version, arch) → stanza
         self.keyring_dir = root / "keys"
         self.keyring_dir.mkdir(exist_ok=True)
         for source in sources:
@@ -214,39 +216,124 @@ class HostApt:
         """Exact packages apt would download to install `request` (names, patterns, name=ver)."""
         if not request:
             return []
-        proc = subprocess.run(
-            ["apt-get", *self.options(status), "install", "--print-uris", "-qq", "--", *request],
-            capture_output=True, text=True, env=_apt_env())
-        if proc.returncode != 0:
-            raise PackageManagerError(
-                f"apt cannot resolve {' '.join(request)}: {apt_error_summary(proc.stderr)}")
-        return sorted(parse_print_uris(proc.stdout), key=lambda p: p.name)
+        return self.plan(["install", "--", *request], status=status).installs
 
+    def plan(self, args: list[str], *, status: Path | None = None,
+             extended_states: Path | None = None, preferences: str = "",
+             settings: dict[str, str] | None = None) -> "Plan":
+        """What `apt-get ARGS` would do to a system whose dpkg status is `status`: the exact
+        packages it downloads, and the packages it removes.
 
-    def status_for(self, packages: list[ResolvedPackage]) -> str:
+        `preferences` (pin stanzas) and `settings` (apt options) steer the solver for this call
+        only; `extended_states` holds the automatically-installed marks (for autoremove).
+        """
+        extra = dict(settings or {})
+        with tempfile.TemporaryDirectory(dir=self.root) as scratch:
+            parts = Path(scratch) / "preferences.d"
+            parts.mkdir()
+            if preferences:
+                (parts / "steer.pref").write_text(preferences)
+            extra["Dir::Etc::PreferencesParts"] = str(parts)
+            extra["Dir::State::extended_states"] = str(extended_states or Path(scratch) / "none")
+            options = self.options(status) + apt_options(extra)
+            # One run gives both: the URIs to download and apt's summary of what it removes.
+            proc = subprocess.run(["apt-get", *options, "--print-uris", *args],
+                                  capture_output=True, text=True, env=_apt_env())
+            if proc.returncode != 0:
+                raise PackageManagerError(apt_problem(args, proc.stdout + proc.stderr))
+            installs = parse_print_uris(proc.stdout)
+            removals = _removed(proc.stdout)
+        return Plan(sorted(installs, key=lambda p: p.name), removals)
+
+    def show(self, packages: list[ResolvedPackage]) -> list[dict[str, str]]:
+        """The index stanzas (field → value; "" → the stanza's text) of exactly these package
+        versions. Remembered per process: resolving stage after stage asks again and again."""
+        key = lambda p: (p.name, p.version, p.architecture)  # noqa: E731
+        missing = [p for p in packages if key(p) not in self._stanzas]
+        if missing:
+            proc = subprocess.run(
+                ["apt-cache", *self.options(), "show", "--no-all-versions", "--",
+                 *(f"{p.name}:{p.architecture}={p.version}" if p.architecture != "all"
+                   else f"{p.name}={p.version}" for p in missing)],
+                capture_output=True, text=True, env=_apt_env())
+            if proc.returncode != 0:
+                raise PackageManagerError(
+                    "the archive indexes no longer list packages the earlier stages installed "
+                    f"({apt_error_summary(proc.stderr)}); resolve the manifest again")
+            for text in proc.stdout.strip().split("\n\n"):
+                fields = parse_stanza(text)
+                fields[""] = text.strip()  # the stanza as apt printed it
+                arch = fields.get("Architecture", "")
+                self._stanzas.setdefault((fields.get("Package"), fields.get("Version"), arch),
+                                         fields)
+        return [self._stanzas[key(p)] for p in packages if key(p) in self._stanzas]
+
+    def status_for(self, packages: list[ResolvedPackage], holds: frozenset[str] = frozenset()) -> str:
         """A dpkg status file in which exactly `packages` are installed (from the indexes), so
-        that apt can resolve what a tree holding them still needs."""
-        if not packages:
-            return ""
-        proc = subprocess.run(
-            ["apt-cache", *self.options(), "show", "--no-all-versions", "--",
-             *(f"{p.name}:{p.architecture}={p.version}" if p.architecture != "all"
-               else f"{p.name}={p.version}" for p in packages)],
-            capture_output=True, text=True, env=_apt_env())
-        if proc.returncode != 0:
-            raise PackageManagerError(
-                "the archive indexes no longer list packages the earlier stages installed "
-                f"({apt_error_summary(proc.stderr)}); resolve the manifest again")
-        stanzas, seen = [], set()
-        for stanza in proc.stdout.strip().split("\n\n"):
-            fields = dict(line.split(": ", 1) for line in stanza.splitlines()
-                          if ": " in line and not line.startswith(" "))
-            key = (fields.get("Package"), fields.get("Architecture"))
-            if key in seen:
-                continue
-            seen.add(key)
-            stanzas.append(stanza.strip() + "\nStatus: install ok installed")
-        return "\n\n".join(stanzas) + "\n"
+        that apt can resolve what a tree holding them still needs; `holds` are held."""
+        stanzas = []
+        for fields in self.show(packages):
+            want = "hold" if fields.get("Package") in holds else "install"
+            stanzas.append(fields[""] + f"\nStatus: {want} ok installed")
+        return "\n\n".join(stanzas) + "\n" if stanzas else ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What an apt-get transaction does: packages to download (new or other versions) and
+    packages it removes."""
+
+    installs: list[ResolvedPackage]
+    removals: list[str]
+
+
+def _removed(output: str) -> list[str]:
+    """The names under apt's "The following packages will be REMOVED:" (purges end in '*')."""
+    names: list[str] = []
+    inside = False
+    for line in output.splitlines():
+        if line.startswith("The following packages will be REMOVED"):
+            inside = True
+        elif inside and line.startswith(" "):
+            names += [word.rstrip("*").split(":")[0] for word in line.split()]
+        else:
+            inside = False
+    return sorted(set(names))
+
+
+def parse_stanza(text: str) -> dict[str, str]:
+    """A deb822 stanza's fields (continuation lines joined with newlines)."""
+    fields: dict[str, str] = {}
+    key = None
+    for line in text.splitlines():
+        if line[:1] in (" ", "\t") and key:
+            fields[key] += "\n" + line.strip()
+        elif ":" in line:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return fields
+
+
+def apt_problem(args: list[str], output: str) -> str:
+    """apt's refusal as one paragraph: which packages, which versions, why."""
+    lines = [line.strip() for line in output.splitlines()]
+    unmet = []
+    if "The following packages have unmet dependencies:" in lines:
+        start = lines.index("The following packages have unmet dependencies:") + 1
+        current = ""
+        for line in lines[start:]:
+            if not line or line.startswith("E:"):
+                break
+            if " : " in line:
+                current, _, line = line.partition(" : ")
+            unmet.append(f"{current.strip()} {line.strip()}")
+    errors = [line[2:].strip() for line in lines if line.startswith("E:")
+              and "Unable to correct problems" not in line]
+    request = " ".join(a for a in args if a != "--")
+    if unmet:
+        return (f"apt cannot do `{request}`: " + "; ".join(unmet) + "."
+                + (" " + " ".join(errors) if errors else ""))
+    return f"apt cannot do `{request}`: " + (" ".join(errors) or apt_error_summary(output))
 
 
 def _apt_env() -> dict[str, str]:

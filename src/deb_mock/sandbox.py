@@ -71,7 +71,8 @@ def bwrap_argv(root: Path, argv: Sequence[str], *, network: bool = False, user: 
     """The bubblewrap command line that runs `argv` inside `root`."""
     args = [require_tool("bwrap", "bubblewrap"), "--ro-bind" if readonly_root else "--bind",
             str(root), "/",
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
+            "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
+            "--tmpfs", "/run",
             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", hostname,
             "--die-with-parent", "--clearenv"]
     if not network:

@@ -29,10 +29,10 @@ def _store(path: Path | None, max_size: str | None = None):
     return Store(path or _cache_dir() / "store", max_size=size)
 
 
-def _resolver():
-    from debian_forge.resolve import Resolver
+def _resolver(refresh: bool = False, **kwargs):
+    from debian_forge.resolve import DEFAULT_MAX_AGE, Resolver
 
-    return Resolver(_cache_dir())
+    return Resolver(_cache_dir(), max_age=0 if refresh else DEFAULT_MAX_AGE, **kwargs)
 
 
 def _write_json(data: object, path: Path | None) -> None:
@@ -43,6 +43,9 @@ def _write_json(data: object, path: Path | None) -> None:
         path.write_text(text)
 
 
+_refresh_option = click.option(
+    "--refresh", is_flag=True,
+    help="Download the archive indexes again even if younger than an hour.")
 _store_option = click.option("--store", "store_dir", type=click.Path(path_type=Path),
                              help="The layer store (default: $DEBIAN_FORGE_CACHE_DIR/store).")
 
@@ -66,26 +69,82 @@ def validate(manifest: Path) -> None:
 
 @main_group.command()
 @click.argument("manifest", type=click.Path(path_type=Path))
+@click.argument("update_names", nargs=-1, metavar="[PKG]...")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Write the locked manifest here (default: standard output).")
-def resolve(manifest: Path, output: Path | None) -> None:
+@click.option("--update", is_flag=True,
+              help="Resolve a locked manifest again: every package, or only the PKGs named.")
+@click.option("--strategy", type=click.Choice(["resolve", "conservative", "aggressive"]),
+              default="resolve", show_default=True,
+              help="How apt chooses, for stages that do not say (see docs/apt.md).")
+@click.option("--lock", "lock_file", type=click.Path(path_type=Path),
+              help="An earlier lock: what `conservative` keeps and --dry-run compares with "
+                   "(default: the manifest itself, if it is locked).")
+@click.option("--dry-run", is_flag=True,
+              help="Print the plan per stage (versions, sizes, changes) instead of the lock.")
+@_refresh_option
+def resolve(manifest: Path, update_names: tuple[str, ...], output: Path | None, update: bool,
+            strategy: str, lock_file: Path | None, dry_run: bool, refresh: bool) -> None:
     """Resolve every package to an exact version: the locked manifest."""
+    from deb_mock.errors import UsageError
     from debian_forge.manifest import load
-    from debian_forge.resolve import lock
+    from debian_forge.reports import plan_lines
+    from debian_forge.resolve import PACKAGES_INPUT, lock
 
-    _write_json(lock(load(manifest), _resolver()).to_json(), output)
+    if update_names and not update:
+        raise UsageError(f"package names ({' '.join(update_names)}) go with --update: "
+                         "`resolve --update MANIFEST PKG…` refreshes only those")
+    loaded = load(manifest)
+    previous = load(lock_file) if lock_file else loaded
+    if not any(PACKAGES_INPUT in stage.inputs for p in previous.pipelines for stage in p.stages):
+        previous = None
+    resolver = _resolver(refresh, strategy=strategy, previous=previous,
+                         update=frozenset(update_names) if update else None)
+    reports: list[str] = []
+
+    def observe(resolved) -> None:
+        if dry_run:
+            old = resolver.previous_versions(resolved.stage.path) if previous else None
+            reports.extend(plan_lines(resolved, old))
+
+    relock = update or (strategy == "conservative" and lock_file is not None)
+    locked = lock(loaded, resolver, relock=relock or dry_run, observe=observe)
+    if dry_run:
+        click.echo("\n".join(reports))
+    else:
+        _write_json(locked.to_json(), output)
 
 
 @main_group.command()
 @click.argument("manifest", type=click.Path(path_type=Path))
-def inspect(manifest: Path) -> None:
+@click.argument("package")
+@_refresh_option
+def explain(manifest: Path, package: str, refresh: bool) -> None:
+    """Show the dependency chain that pulls PACKAGE into the image."""
+    from deb_mock.errors import UsageError
+    from debian_forge.manifest import load
+    from debian_forge.reports import explain_lines
+    from debian_forge.resolve import lock
+
+    seen = []
+    lock(load(manifest), _resolver(refresh), observe=seen.append)
+    lines = explain_lines(seen, package)
+    if not lines:
+        raise UsageError(f"no stage of {manifest} installs {package!r}")
+    click.echo("\n".join(lines))
+
+
+@main_group.command()
+@click.argument("manifest", type=click.Path(path_type=Path))
+@_refresh_option
+def inspect(manifest: Path, refresh: bool) -> None:
     """Print the locked manifest with every pipeline's and stage's ID."""
     from debian_forge import ids
     from debian_forge.manifest import load
     from debian_forge.resolve import is_locked, lock
 
     loaded = load(manifest)
-    locked = loaded if is_locked(loaded) else lock(loaded, _resolver())
+    locked = loaded if is_locked(loaded) else lock(loaded, _resolver(refresh))
     stage_ids, pipeline_ids = ids.compute(locked)
     data = locked.to_json()
     for pipeline, entry in zip(locked.pipelines, data["pipelines"]):
@@ -132,9 +191,10 @@ def stages(name: str | None, as_json: bool) -> None:
 @click.option("--break", "break_at", metavar="STAGE",
               help="Open a shell in the sandbox of this stage (type name or ID prefix) first.")
 @click.option("--no-cache", is_flag=True, help="Build every stage afresh in a throwaway store.")
+@_refresh_option
 def build(manifest: Path, store_dir: Path | None, output_dir: Path | None,
           exports: tuple[str, ...], offline: bool, json_events: bool, break_at: str | None,
-          no_cache: bool) -> None:
+          no_cache: bool, refresh: bool) -> None:
     """Build a manifest: resolve (unless locked), fetch, run every stage, export."""
     from deb_mock.errors import UsageError
     from deb_mock.namespace import enter_private_mount_namespace
@@ -165,7 +225,7 @@ def build(manifest: Path, store_dir: Path | None, output_dir: Path | None,
                          f"'debian-forge resolve {manifest} -o LOCKED' with network first")
     else:
         monitor.info("resolving packages")
-        locked = lock(loaded, _resolver())
+        locked = lock(loaded, _resolver(refresh))
     if output_dir is not None:
         output_dir.mkdir(parents=True, exist_ok=True)
         _write_json(locked.to_json(), output_dir / "manifest.lock.json")

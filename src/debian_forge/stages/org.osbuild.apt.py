@@ -1,10 +1,14 @@
 """Install and remove packages with the tree's own apt, from exactly the resolved packages.
 
-At resolve time apt's solver works out what installing `packages` into the tree as the earlier
-stages leave it needs (with or without Recommends); the lock records each package by sha256.
-The stage runs apt-get inside the tree, without network, against a local repository of just
-those files, so it cannot install anything else. The tree's own APT configuration, sources and
-lists are left as they were.
+At resolve time apt's solver works out what the request does to the tree as the earlier stages
+leave it — their repositories, pins and apt options (org.osbuild.apt.config), installed
+packages, holds and automatic marks — with this stage's version requests, target release,
+recommends, exclusions and strategy; the lock records every package by sha256. The stage then
+runs apt-get inside the tree, without network, against a local repository of just those files,
+asking for each locked version exactly: the build does what the lock says, whatever the
+repositories hold by then. Holds are recorded with `apt-mark hold`, so a later `apt-get
+upgrade` inside the image keeps them. The tree's own sources, lists and pins are left as they
+are.
 """
 
 from __future__ import annotations
@@ -12,8 +16,11 @@ from __future__ import annotations
 from deb_mock.apt_host import apt_options
 from deb_mock.errors import PackageManagerError
 from deb_mock.sandbox import Bind
+from debian_forge import apt_solve
 from debian_forge.context import PACKAGE_INPUTS, REPO_MOUNT, StageContext
+from debian_forge.resolve import parse_request
 
+LOCKS_PACKAGES = True
 _NAME = {"type": "string", "pattern": "^[a-z0-9][a-z0-9.+-]*(:[a-z0-9]+)?$",
          "x-expected": "a Debian package name (optionally name:arch)"}
 _SUITE = "debian-forge"  # of the local repository; nothing outside the stage sees it
@@ -21,70 +28,102 @@ _WORK = "/run/osbuild/apt"
 
 SCHEMA = {
     "properties": {
-        "packages": {"type": "array", "items": _NAME, "uniqueItems": True, "default": [],
-                     "description": "Packages to install (their dependencies come along)."},
+        **apt_solve.SOLVER_OPTIONS,
         "remove": {"type": "array", "items": _NAME, "uniqueItems": True, "default": [],
-                   "description": "Packages to remove (apt-get remove; their configuration "
-                                  "files stay unless `purge`)."},
+                   "description": "Packages to remove (their configuration files stay unless "
+                                  "`purge`)."},
         "purge": {"type": "boolean", "default": False,
-                  "description": "Remove with their configuration files (apt-get purge)."},
-        "recommends": {"type": "boolean", "default": False,
-                       "description": "Also install recommended packages."},
+                  "description": "Remove with configuration files (apt-get --purge)."},
+        "autoremove": {"type": "boolean", "default": False,
+                       "description": "Then remove packages installed only as dependencies "
+                                      "that nothing needs any more."},
+        "holds": {"type": "array", "items": _NAME, "uniqueItems": True, "default": [],
+                  "description": "Hold these installed packages at their version (apt-mark "
+                                 "hold): later stages and `apt-get upgrade` in the image keep "
+                                 "them."},
+        "allow_downgrades": {"type": "boolean", "default": False,
+                             "description": "Allow installing an older version than the tree "
+                                            "has (with an exact version or a pin)."},
     },
-    "anyOf": [{"required": ["packages"]}, {"required": ["remove"]}],
+    "anyOf": [{"required": ["packages"]}, {"required": ["remove"]},
+              {"required": ["holds"]}, {"required": ["autoremove"]}],
 }
 
 INPUTS = PACKAGE_INPUTS  # the locked packages, added by resolving
 
 
-def resolve(options: dict, state, resolver, locked):
-    """The packages this stage adds to the tree (unless locked)."""
-    if not state.sources:
-        raise PackageManagerError("an apt stage needs an org.osbuild.debootstrap stage before it "
-                                  "in the same pipeline (it gives the repositories)")
-    for name in options.get("remove", []):
-        state.installed.pop(name.split(":")[0], None)
+def resolve(stage, state, resolver, locked):
+    """The packages this stage adds to the tree (unless locked); the state after it."""
+    options = stage.options
+    removals = list(options.get("remove", []))
     if locked is None:
-        locked = resolver.resolve(state, list(options.get("packages", [])),
-                                  recommends=options.get("recommends", False))
-    for package in locked:
-        state.installed[package.name] = package
+        locked, removed = apt_solve.solve(stage, state, resolver, removals=removals,
+                                          purge=options.get("purge", False),
+                                          allow_downgrades=options.get("allow_downgrades", False))
+    else:
+        removed = removals
+    apt_solve.apply(state, options, locked, removed)
+    if options.get("autoremove"):
+        plan = resolver.plan(state, ["autoremove", *(["--purge"] if options.get("purge") else [])])
+        apt_solve.apply(state, {}, [], plan.removals)
+    missing = sorted(set(options.get("holds", [])) - set(state.installed))
+    if missing:
+        raise PackageManagerError(f"cannot hold {', '.join(missing)}: not installed at this "
+                                  "point of the pipeline")
+    state.holds |= set(options.get("holds", []))
     return dict(options), locked
 
 
 def _apt_options(options: dict) -> list[str]:
-    settings = {
+    return apt_options({
         "Dir::Etc::SourceList": f"{_WORK}/sources.list",
-        "Dir::Etc::SourceParts": f"{_WORK}/sources.list.d",
+        "Dir::Etc::SourceParts": f"{_WORK}/empty",
+        # The lock decided; the tree's pins are for the finished system.
+        "Dir::Etc::Preferences": "/dev/null",
+        "Dir::Etc::PreferencesParts": f"{_WORK}/empty",
         "Dir::State::Lists": f"{_WORK}/lists",
         "Dir::Cache::pkgcache": "",
         "Dir::Cache::srcpkgcache": "",
         "Dir::Cache::Archives": f"{_WORK}/archives",
-        "APT::Install-Recommends": "true" if options.get("recommends") else "false",
+        "APT::Install-Recommends": "true" if options.get("install_recommends") else "false",
+        "APT::Get::Allow-Downgrades": "true" if options.get("allow_downgrades") else "false",
         "Acquire::Languages": "none",
         "Dpkg::Options::": "--force-unsafe-io",
         "Dpkg::Use-Pty": "false",
         "APT::Sandbox::User": "root",  # the repository is a bind-mount _apt may not read
-    }
-    return apt_options(settings)
+    })
 
 
 def run(ctx: StageContext, options: dict) -> None:
     metadata = ctx.inputs["packages"].metadata.values() if "packages" in ctx.inputs else []
     versions = {p["name"]: p["version"] for p in metadata}
     work = ctx.scratch / "apt"
-    for sub in ("lists/partial", "archives/partial", "sources.list.d"):
+    for sub in ("lists/partial", "archives/partial", "empty"):
         (work / sub).mkdir(parents=True, exist_ok=True)
     arch = ctx.run(["dpkg", "--print-architecture"]).stdout.strip()
     repo = ctx.repository(_SUITE, arch)
     (work / "sources.list").write_text(f"deb [trusted=yes] file:{REPO_MOUNT} {_SUITE} main\n")
     binds = [Bind(work, _WORK, readonly=False), Bind(repo, REPO_MOUNT)]
     apt = ["apt-get", *_apt_options(options)]
+    installed = set(ctx.run(["dpkg-query", "-W", "-f", "${Package}\\n"]).stdout.split())
+    auto_before = set(ctx.run(["apt-mark", "showauto"]).stdout.split())
     ctx.run([*apt, "update", "-q"], binds=binds)
-    # The requested names at their resolved versions: apt's solver in the tree then picks the
-    # same dependencies as the resolver did, from a repository that holds nothing else.
-    requests = [f"{name}={versions[name.split(':')[0]]}" if name.split(":")[0] in versions
-                else name for name in options.get("packages", [])]
-    removals = [f"{name}-" for name in options.get("remove", [])]  # apt-get install's "remove"
+    requested = [parse_request(text).name for text in options.get("packages", [])]
+    # Every requested package, and every installed one the lock changes, at its locked
+    # version: apt's solver in the tree then makes the resolver's choices, from a repository
+    # that holds nothing else.
+    wanted = [f"{name}={versions[name]}" if name in versions else name for name in requested]
+    wanted += [f"{name}={version}" for name, version in versions.items()
+               if name in installed and name not in requested]
+    removals = [f"{name}-" for name in options.get("remove", [])]
     purge = ["--purge"] if options.get("purge") else []
-    ctx.run([*apt, "install", "-y", "-q", *purge, "--", *requests, *removals], binds=binds)
+    if wanted or removals:
+        ctx.run([*apt, "install", "-y", "-q", *purge, "--", *wanted, *removals], binds=binds)
+    # Naming an installed package made it manual: it was a dependency, it stays one.
+    remark = sorted((auto_before & set(versions)) - set(requested))
+    if remark:
+        ctx.run(["apt-mark", "auto", *remark])
+    if options.get("autoremove"):
+        ctx.run([*apt, "autoremove", "-y", "-q", *purge], binds=binds)
+    if options.get("holds"):
+        ctx.run(["apt-mark", "hold", *options["holds"]])

@@ -24,6 +24,8 @@ from debian_forge.context import PACKAGE_INPUTS, REPO_MOUNT, TREE_MOUNT, StageCo
 from debian_forge.repo import source_line
 
 _NAME = "^[a-z0-9][a-z0-9.+-]*$"
+LOCKS_PACKAGES = True
+SOURCES_NAME = "debian"  # /etc/apt/sources.list.d/debian.sources; apt.config may replace it
 
 SCHEMA = {
     "required": ["suite"],
@@ -86,9 +88,9 @@ def sources(options: dict) -> list[SourceEntry]:
     return entries
 
 
-def resolve(options: dict, state, resolver, locked):
+def resolve(stage, state, resolver, locked):
     """Fill in mirror and architecture; resolve the variant's set (unless locked)."""
-    options = dict(options)
+    options = dict(stage.options)
     options["mirror"] = resolve_mirror(options.get("mirror"))
     options.setdefault("architecture", _host_architecture())
     if security_suite(options["suite"], options.get("security", True)):
@@ -99,12 +101,17 @@ def resolve(options: dict, state, resolver, locked):
                 "end in /debian; set \"security-mirror\" or \"security\": false")
         options["security-mirror"] = found
     state.architecture = options["architecture"]
-    state.sources = sources(options)
-    state.installed = {}
+    state.mirrors = {"@mirror": options["mirror"]}
+    if "security-mirror" in options:
+        state.mirrors["@security-mirror"] = options["security-mirror"]
+    state.sources = {SOURCES_NAME: sources(options)}
+    state.installed, state.auto, state.holds = {}, set(), set()
     if locked is None:
         request = bootstrap.base_request(options.get("variant", "minbase"),
                                          options.get("packages", []))
-        locked = resolver.resolve(state, request)
+        locked = resolver.plan(state, ["install", "--", *request],
+                               keep=resolver.keep(stage)).installs
+    # Every bootstrap package is installed by name (--include): none is automatic.
     state.installed = {p.name: p for p in locked}
     return options, locked
 
@@ -117,7 +124,7 @@ def run(ctx: StageContext, options: dict) -> None:
     ctx.repository(suite, arch)
     deb822 = "\n".join(entry.deb822() for entry in sources(options))
     hooks = [
-        f"printf %s {shlex.quote(deb822)} > \"$1\"/etc/apt/sources.list.d/debian.sources",
+        f"printf %s {shlex.quote(deb822)} > \"$1\"/etc/apt/sources.list.d/{SOURCES_NAME}.sources",
         'rm -f "$1"/etc/apt/sources.list "$1"/etc/resolv.conf',
         # mmdebstrap leaves its --dpkgopt in the tree; an installed system must fsync.
         'rm -f "$1"/etc/dpkg/dpkg.cfg.d/99mmdebstrap',
