@@ -1,16 +1,18 @@
 """`make bench`: every benchmark, each figure a ratio against the peer tool in the same run.
 
-    python bench/run.py [deb-mock|forge]...   (default: all)
+    python bench/run.py [deb-mock|forge|build]...   (default: all)
 """
 
 from __future__ import annotations
 
 import sys
 
+import bench_build
 import bench_deb_mock
 import bench_forge
 
-SUITES = {"deb-mock": bench_deb_mock.main, "forge": bench_forge.main}
+SUITES = {"deb-mock": bench_deb_mock.main, "forge": bench_forge.main,
+          "build": bench_build.main}
 
 
 def main(names: list[str]) -> int:

@@ -48,8 +48,9 @@ def deb_mock(cache_env):
     """Run the deb-mock CLI as a user would; returns CompletedProcess (text, captured)."""
 
     def call(*args: str, check: bool = False, timeout: float = 600, **kwargs):
+        env = {**os.environ, **cache_env, **kwargs.pop("env", {})}
         proc = subprocess.run([*DEB_MOCK, *args], capture_output=True, text=True,
-                              timeout=timeout, env={**os.environ, **cache_env}, **kwargs)
+                              timeout=timeout, env=env, **kwargs)
         if check and proc.returncode != 0:
             raise AssertionError(f"deb-mock {' '.join(args)} exited {proc.returncode}:\n"
                                  f"{proc.stdout}\n{proc.stderr}")

@@ -39,13 +39,13 @@ class SourceEntry:
     # A repository's own key: installed at `signed_by` inside trees, and beside the host APT.
     key: bytes | None = None
 
-    def deb822(self, keyring_dir: Path | None = None) -> str:
+    def deb822(self, keyring_dir: Path | None = None, types: str = "deb") -> str:
         """The stanza; with `keyring_dir`, an own key is referred to there (the host's copy)."""
         signed_by = self.signed_by
         if self.key is not None and keyring_dir is not None and signed_by:
             signed_by = str(keyring_dir / Path(signed_by).name)
         lines = [
-            "Types: deb",
+            f"Types: {types}",
             f"URIs: {self.uri}",
             f"Suites: {' '.join(self.suites)}",
         ]
@@ -107,7 +107,7 @@ class HostApt:
     """APT state under `root`, keyed by its caller (one per archive identity)."""
 
     def __init__(self, root: Path, architecture: str, sources: list[SourceEntry],
-                 install_recommends: bool = False):
+                 install_recommends: bool = False, with_sources: bool = False):
         self.root = root
         self.architecture = architecture
         self.sources = sources
@@ -124,18 +124,40 @@ class HostApt:
         for source in sources:
             if source.key is not None and source.signed_by:
                 (self.keyring_dir / Path(source.signed_by).name).write_bytes(source.key)
-        sources_text = "\n".join(source.deb822(self.keyring_dir) for source in sources)
+        types = "deb deb-src" if with_sources else "deb"
+        sources_text = "\n".join(source.deb822(self.keyring_dir, types) for source in sources)
         sources_file = root / "etc/sources.list.d/deb-mock.sources"
         if not sources_file.exists() or sources_file.read_text() != sources_text:
             sources_file.write_text(sources_text)
             self._stamp.unlink(missing_ok=True)  # other sources: the lists are stale
 
     @classmethod
-    def for_sources(cls, cache_dir: Path, architecture: str,
-                    sources: list[SourceEntry]) -> "HostApt":
-        """The shared APT state for these repositories under `cache_dir`/apt (both tools)."""
-        identity = canonical_id({"sources": [s.deb822() for s in sources], "arch": architecture})
-        return cls(cache_dir / "apt" / identity[:16], architecture, sources)
+    def for_sources(cls, cache_dir: Path, architecture: str, sources: list[SourceEntry],
+                    with_sources: bool = False) -> "HostApt":
+        """The shared APT state for these repositories under `cache_dir`/apt (both tools);
+        `with_sources` adds their source package indexes (deb-src)."""
+        identity = {"sources": [s.deb822() for s in sources], "arch": architecture}
+        if with_sources:
+            identity["deb-src"] = True
+        return cls(cache_dir / "apt" / canonical_id(identity)[:16], architecture, sources,
+                   with_sources=with_sources)
+
+    def source_files(self, request: str) -> list[PackageRef]:
+        """The files of a source package (`name` or `name=version`) from the signed Sources
+        indexes: the .dsc and its tarballs, each with its sha256."""
+        proc = subprocess.run(["apt-get", *self.options(), "source", "--print-uris", "-qq",
+                               request], capture_output=True, text=True, env=_apt_env(),
+                              cwd=self.root)
+        if proc.returncode != 0:
+            raise PackageManagerError(f"no source package {request} in the archive: "
+                                      f"{apt_error_summary(proc.stderr)}")
+        refs = []
+        for line in proc.stdout.splitlines():
+            match = _URI_LINE.match(line.strip())
+            if match:
+                refs.append(PackageRef(url=match["url"], sha256=match["sha"],
+                                       size=int(match["size"]), filename=match["file"]))
+        return refs
 
     def options(self, status: Path | None = None) -> list[str]:
         """apt-get -o options that confine apt to this state directory."""

@@ -15,29 +15,53 @@ DEFAULT_CONFIG = "debian-bookworm-amd64"
 
 
 class Context:
-    """Global options, turned into an Environment on first use."""
+    """Global options, turned into a config, plugins and an Environment on first use."""
 
     def __init__(self, config: str, uniqueext: str | None, config_opts: tuple[str, ...],
-                 wait: bool, verbose: bool, quiet: bool):
+                 wait: bool, verbose: bool, quiet: bool, enable_plugins: tuple[str, ...] = (),
+                 disable_plugins: tuple[str, ...] = (), plugin_options: tuple[str, ...] = ()):
         self.config_name = config
         self.uniqueext = uniqueext
         self.config_opts = config_opts
         self.wait = wait
+        self.enable_plugins = tuple(enable_plugins)
+        self.disable_plugins = tuple(disable_plugins)
+        self.plugin_options = tuple(plugin_options)
         self.ui = UI(quiet=quiet, verbose=verbose)
+        self._config = None
+        self._plugins = None
         self._env = None
+        if enable_plugins or disable_plugins or plugin_options:
+            # What needs no config is checked at once: a typo fails before any work starts.
+            from deb_mock.plugins import check_cli_options
+
+            check_cli_options(self.enable_plugins, self.disable_plugins, self.plugin_options)
 
     @property
     def config(self):
-        from deb_mock.config import load_config
+        if self._config is None:
+            from deb_mock.config import load_config
 
-        return load_config(self.config_name, self.config_opts)
+            self._config = load_config(self.config_name, self.config_opts)
+        return self._config
+
+    @property
+    def plugins(self):
+        """The enabled plugins: defaults, then the config's `plugins`, then the options."""
+        if self._plugins is None:
+            from deb_mock.plugins import Plugins
+
+            self._plugins = Plugins(self.config, self.enable_plugins, self.disable_plugins,
+                                    self.plugin_options)
+        return self._plugins
 
     @property
     def env(self):
         if self._env is None:
             from deb_mock.environment import Environment
 
-            self._env = Environment(self.config, self.uniqueext, wait=self.wait, ui=self.ui)
+            self._env = Environment(self.config, self.uniqueext, wait=self.wait, ui=self.ui,
+                                    plugins=self.plugins)
         return self._env
 
 
@@ -53,12 +77,20 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.option("--wait", is_flag=True, help="Wait for a locked environment instead of failing.")
 @click.option("-v", "--verbose", is_flag=True, help="More output.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@click.option("--enable-plugin", "enable_plugins", multiple=True, metavar="NAME",
+              help="Enable a plugin, e.g. ccache (repeatable; see docs/plugins.md).")
+@click.option("--disable-plugin", "disable_plugins", multiple=True, metavar="NAME",
+              help="Disable a plugin, e.g. root_cache (repeatable).")
+@click.option("--plugin-option", "plugin_options", multiple=True, metavar="NAME:KEY=VALUE",
+              help="Set a plugin option, e.g. tmpfs:size=8G (repeatable).")
 @click.version_option(__version__, prog_name="deb-mock")
 @click.pass_context
 def main_group(ctx: click.Context, config: str, uniqueext: str | None, config_opts: tuple[str, ...],
-               wait: bool, verbose: bool, quiet: bool) -> None:
+               wait: bool, verbose: bool, quiet: bool, enable_plugins: tuple[str, ...],
+               disable_plugins: tuple[str, ...], plugin_options: tuple[str, ...]) -> None:
     """Cached, isolated Debian build environments."""
-    ctx.obj = Context(config, uniqueext, config_opts, wait, verbose, quiet)
+    ctx.obj = Context(config, uniqueext, config_opts, wait, verbose, quiet, enable_plugins,
+                      disable_plugins, plugin_options)
 
 
 @main_group.command("list-configs")
@@ -121,8 +153,11 @@ def update(ctx: Context) -> None:
 def chroot(ctx: Context, enable_network: bool, as_user: bool, cwd: str,
            command: tuple[str, ...]) -> None:
     """Run COMMAND inside the environment; its exit status becomes deb-mock's."""
-    result = ctx.env.execute(list(command), network=enable_network or None, as_user=as_user,
-                             cwd=cwd, capture=False, echo=True)
+    env = ctx.env
+    env.plugins.hook.prechroot(env=env, argv=list(command))
+    result = env.execute(list(command), network=enable_network or None, as_user=as_user,
+                         cwd=cwd, capture=False, echo=True)
+    env.plugins.hook.postchroot(env=env, argv=list(command), result=result)
     if result.returncode != 0:
         raise CommandFailed("", result.returncode)
 
@@ -182,6 +217,122 @@ def scrub(ctx: Context, what: str) -> None:
 def print_root_path(ctx: Context) -> None:
     """Print where the environment's root is mounted while deb-mock works on it."""
     click.echo(ctx.env.root_path)
+
+
+@main_group.command()
+@click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
+@click.option("--resultdir", type=click.Path(path_type=Path),
+              help="Where results and logs go (default: the environment's result/).")
+@click.option("--arch-any", "selection", flag_value="any", help="Only architecture-dependent "
+              "packages (dpkg-buildpackage -B).")
+@click.option("--arch-all", "selection", flag_value="all", help="Only Architecture: all "
+              "packages (-A).")
+@click.option("--source", "selection", flag_value="source", help="Only the source package (-S).")
+@click.option("--full", "selection", flag_value="full", help="Source and every binary package.")
+@click.option("--enable-network", is_flag=True, help="Let the build use the network.")
+@click.option("--deb-build-options", "deb_build_options", default="", metavar="OPTIONS",
+              help="DEB_BUILD_OPTIONS for the build, e.g. 'nocheck parallel=2' (default: "
+                   "$DEB_BUILD_OPTIONS).")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Build this many sources at once, each in its own environment.")
+@pass_ctx
+def build(ctx: Context, sources: tuple[str, ...], resultdir: Path | None, selection: str | None,
+          enable_network: bool, deb_build_options: str, jobs: int) -> None:
+    """Build .debs from SOURCE: a .dsc (path or URL), a source tree with debian/, or a source
+    package NAME[=VERSION] from the archive (mock --rebuild, sbuild)."""
+    import os
+
+    from deb_mock.build import build_package
+    from deb_mock.parallel import build_many
+
+    options = deb_build_options or os.environ.get("DEB_BUILD_OPTIONS", "")
+    selection = selection or "binary"
+    if len(sources) > 1:
+        failed = build_many(ctx, list(sources), resultdir, jobs=jobs, selection=selection,
+                            deb_build_options=options, network=enable_network)
+        if failed:
+            raise CommandFailed("", 4 if len(failed) < len(sources) else 10)
+        return
+    env = ctx.env
+    target = resultdir or env.result_dir
+    with env:
+        result = build_package(env, sources[0], target, selection=selection,
+                               deb_build_options=options, network=enable_network)
+    cached = "cached" if result.deps_cached else "installed"
+    ctx.ui.info(f"built {sources[0]}: {len(result.artifacts)} files in {target} "
+                f"(build dependencies {cached} in {result.durations['install']:.1f} s, "
+                f"build {result.durations['build']:.1f} s)")
+
+
+@main_group.command()
+@click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
+@click.option("--resultdir", type=click.Path(path_type=Path),
+              help="Results: one directory per source, and repo/ with every built .deb.")
+@click.option("--continue", "keep_going", is_flag=True, help="Go on after a failed build.")
+@click.option("--recurse", is_flag=True,
+              help="Retry failed builds after the others, while that builds more.")
+@click.option("--enable-network", is_flag=True, help="Let the builds use the network.")
+@click.option("--deb-build-options", "deb_build_options", default="", metavar="OPTIONS",
+              help="DEB_BUILD_OPTIONS for the builds.")
+@pass_ctx
+def chain(ctx: Context, sources: tuple[str, ...], resultdir: Path | None, keep_going: bool,
+          recurse: bool, enable_network: bool, deb_build_options: str) -> None:
+    """Build SOURCEs in order; each result is available to the later ones (mock --chain)."""
+    import os
+
+    from deb_mock.chain import build_chain
+
+    env = ctx.env
+    target = resultdir or env.result_dir / "chain"
+    with env:
+        outcome = build_chain(env, list(sources), target, keep_going=keep_going,
+                              recurse=recurse, network=enable_network,
+                              deb_build_options=deb_build_options
+                              or os.environ.get("DEB_BUILD_OPTIONS", ""))
+    for source in outcome.built:
+        click.echo(f"built   {source}")
+    for source, why in outcome.failed.items():
+        click.echo(f"FAILED  {source}: {why}")
+    click.echo(f"{len(outcome.built)} of {len(sources)} built; local repository: {target / 'repo'}")
+    if outcome.failed:
+        raise CommandFailed("", 4 if outcome.built else 10)
+
+
+@main_group.command()
+@click.argument("name")
+@pass_ctx
+def snapshot(ctx: Context, name: str) -> None:
+    """Keep the environment as it is now under NAME (a layer: instantaneous)."""
+    layer = ctx.env.snapshot(name)
+    ctx.ui.info(f"{ctx.env.name}: snapshot {name} ({layer[:12]})")
+
+
+@main_group.command("rollback-to")
+@click.argument("name")
+@pass_ctx
+def rollback_to(ctx: Context, name: str) -> None:
+    """Return the environment to snapshot NAME, dropping what was done since."""
+    ctx.env.rollback_to(name)
+    ctx.ui.info(f"{ctx.env.name}: back at snapshot {name}")
+
+
+@main_group.command("list-snapshots")
+@pass_ctx
+def list_snapshots(ctx: Context) -> None:
+    """List the environment's snapshots (the current one is marked *)."""
+    record = ctx.env.record() or {}
+    for name, layer in ctx.env.list_snapshots().items():
+        mark = "*" if layer == record.get("base") else " "
+        click.echo(f"{mark} {name:<24} {layer[:12]}")
+
+
+@main_group.command("remove-snapshot")
+@click.argument("name")
+@pass_ctx
+def remove_snapshot(ctx: Context, name: str) -> None:
+    """Forget snapshot NAME."""
+    ctx.env.remove_snapshot(name)
+    ctx.ui.info(f"{ctx.env.name}: snapshot {name} removed")
 
 
 def main(argv: list[str] | None = None) -> None:

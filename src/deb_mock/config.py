@@ -128,6 +128,17 @@ SCHEMA: dict[str, Any] = {
             # YAML turns `yes`/`no`/`on` into them and the intended text is ambiguous.
             "additionalProperties": {"type": ["string", "integer", "number"]},
         },
+        # Plugin name -> its section; the names and the options are checked against the
+        # plugins themselves (deb_mock.plugins.Plugins), which may come from other packages.
+        "plugins": {
+            "type": "object",
+            "propertyNames": {"pattern": r"^[a-z][a-z0-9_\-]*$",
+                              "x-expected": "a plugin name such as ccache or bind_mount"},
+            "additionalProperties": {
+                "type": "object",
+                "properties": {"enabled": {"type": "boolean"}},
+            },
+        },
     },
 }
 
@@ -201,6 +212,10 @@ class Config:
     package_cache: bool = True
     # Read-only mapping; left out of the hash because mappingproxy is unhashable.
     environment: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False)
+    # Plugin name -> {enabled, options...} as written (read-only, lists as tuples); what is
+    # enabled in the end is decided by deb_mock.plugins.Plugins with the command line.
+    plugins: Mapping[str, Mapping[str, Any]] = field(
         default_factory=lambda: MappingProxyType({}), hash=False)
 
     @property
@@ -442,6 +457,17 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def option_value(raw: str, where: str) -> Any:
+    """The value of a KEY=VALUE command-line option, read as YAML (true, 3, [a, b], text)."""
+    try:
+        return yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: the value is not a valid YAML scalar or flow value "
+                          f"({problem}); quote text that contains special characters, e.g. "
+                          "description='a: b'.") from None
+
+
 def _apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, str]:
     """Apply `KEY=VALUE` options in place; returns dotted key -> option text, for messages."""
     applied: dict[str, str] = {}
@@ -455,13 +481,7 @@ def _apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str
         if key == "include":
             raise ConfigError(f"--config-opts {option!r}: 'include' can only be set in a config "
                               "file; pass the config to start from as the config name instead.")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError as exc:
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise ConfigError(f"--config-opts {option!r}: the value is not a valid YAML "
-                              f"scalar or flow value ({problem}); quote strings that contain "
-                              "special characters, e.g. description='a: b'.") from None
+        value = option_value(raw, f"--config-opts {option!r}")
         parts = key.split(".")
         target = data
         for i, part in enumerate(parts[:-1]):
@@ -511,8 +531,28 @@ def _dir_setting(data: Mapping[str, Any], key: str, env: str, default: Path) -> 
     return default
 
 
+def _freeze(value: Any) -> Any:
+    """A read-only deep copy: mappings become mappingproxies, lists tuples."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _plugin_sections(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The `plugins` sections, with the older switches `root_cache: false` and
+    `package_cache: false` read as those plugins' `enabled` (a `plugins.<name>.enabled` wins)."""
+    sections = {name: dict(section) for name, section in (data.get("plugins") or {}).items()}
+    for switch in ("root_cache", "package_cache"):
+        if switch in data:
+            sections.setdefault(switch, {}).setdefault("enabled", data[switch])
+    return sections
+
+
 def _build(name: str, path: Path | None, data: Mapping[str, Any]) -> Config:
     user = data.get("build_user") or {}
+    plugins = _plugin_sections(data)
     return Config(
         name=name,
         path=path,
@@ -537,9 +577,10 @@ def _build(name: str, path: Path | None, data: Mapping[str, Any]) -> Config:
         state_dir=_dir_setting(data, "state_dir", STATE_DIR_ENV, DEFAULT_STATE_DIR),
         metadata_expire=data.get("metadata_expire", 3600),
         store_max_size=str(data.get("store_max_size", "20G")).strip(),
-        root_cache=data.get("root_cache", True),
-        package_cache=data.get("package_cache", True),
+        root_cache=plugins.get("root_cache", {}).get("enabled", True),
+        package_cache=plugins.get("package_cache", {}).get("enabled", True),
         environment=MappingProxyType({k: str(v) for k, v in (data.get("environment") or {}).items()}),
+        plugins=_freeze(plugins),
     )
 
 

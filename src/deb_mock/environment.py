@@ -24,7 +24,8 @@ from deb_mock import bootstrap
 from deb_mock.apt_host import HostApt, ResolvedPackage, SourceEntry, apt_error_summary, parse_print_uris
 from deb_mock.config import Config
 from deb_mock.ids import canonical_id
-from deb_mock.errors import ConfigError, EnvironmentLocked, PackageManagerError, UsageError
+from deb_mock.errors import (ConfigError, DebMockError, EnvironmentLocked, PackageManagerError,
+                             UsageError)
 from deb_mock.locking import FileLock, LockBusy
 from deb_mock.logs import ResultLogs
 from deb_mock.namespace import enter_private_mount_namespace
@@ -93,7 +94,7 @@ class Environment:
     """
 
     def __init__(self, config: Config, uniqueext: str | None = None, *, wait: bool = False,
-                 ui: UI | None = None):
+                 ui: UI | None = None, plugins=None):
         self.config = config
         self.name = f"{config.name}-{uniqueext}" if uniqueext else config.name
         self.wait = wait
@@ -105,6 +106,7 @@ class Environment:
         self.store = Store(cache_dir / "store", max_size=config.store_max_bytes())
         self.packages = PackageCache(cache_dir / "packages")
         self.logs = ResultLogs(self.result_dir)
+        self._plugins = plugins  # deb_mock.plugins.Plugins; the config's defaults when None
         self._lock: FileLock | None = None
         self._mounted_root: Path | None = None
         self._layers_in_use = None  # the store's shared locks on the mounted base
@@ -120,6 +122,15 @@ class Environment:
     def host_apt(self) -> HostApt:
         return HostApt.for_sources(Path(self.config.cache_dir), self.config.architecture,
                                    self.sources)
+
+    @property
+    def plugins(self):
+        """The enabled plugins (deb_mock.plugins.Plugins) whose hooks this environment calls."""
+        if self._plugins is None:
+            from deb_mock.plugins import Plugins
+
+            self._plugins = Plugins(self.config)
+        return self._plugins
 
     # ---- state -------------------------------------------------------------------------
     @property
@@ -239,10 +250,19 @@ class Environment:
         start = time.monotonic()
         with self._session(), self.logs.state("init"):
             self._unmount()
-            base_id, resolved = self._resolve_base(refresh)
-            hit = self.store.has(base_id)
-            if not hit:
-                self._build_base(base_id, resolved)
+            self.plugins.hook.preinit(env=self)
+            try:
+                base_id, resolved = self._resolve_base(refresh)
+                if "root_cache" not in self.plugins.enabled():
+                    # Bootstrap afresh into a layer of its own; the shared base stays for others.
+                    base_id = canonical_id({"base": base_id, "uncached": time.time()})
+                hit = self.store.has(base_id)
+                if not hit:
+                    self._build_base(base_id, resolved)
+            except DebMockError as exc:
+                self.plugins.hook.initfailed(env=self, error=exc)
+                raise
+            self._release_pins()
             self._reset_state()
             mode = "overlay" if self._use_overlay() else "copy"
             if mode == "copy":
@@ -253,6 +273,7 @@ class Environment:
                 {"base": base_id, "config": self.config.name, "created": time.time(),
                  "mode": mode, "packages": bootstrap.package_specs(resolved)}, indent=1))
             self.store.touch(base_id)
+            self.plugins.hook.postinit(env=self)
             return InitResult(base_id, hit, len(resolved), time.monotonic() - start)
 
     def _use_overlay(self) -> bool:
@@ -325,8 +346,114 @@ class Environment:
     def clean(self) -> None:
         """Drop the environment's state (its changes and record); caches stay."""
         with self._session(), self.logs.state("clean"):
+            self.plugins.hook.clean(env=self)
             self._unmount()
+            self._release_pins()
             self._reset_state()
+
+    # ---- layers: the environment's state as a stack in the store ----------------------------
+    def _write_record(self, record: dict) -> None:
+        tmp = self.record_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        os.replace(tmp, self.record_path)
+
+    def _release_pins(self) -> None:
+        record = self.record() or {}
+        for layer_id in [record.get("base"), *record.get("snapshots", {}).values()]:
+            if layer_id and self.store.has(layer_id):
+                self.store.unpin(layer_id, self.name)
+
+    def _require_layers(self, what: str) -> dict:
+        record = self.record()
+        if not record or not self.store.has(record["base"]):
+            raise UsageError(f"{self.name} is not initialised: run `deb-mock init` before {what}")
+        if record.get("mode") == "copy":
+            raise UsageError(f"{what} needs overlayfs; {self.name} is a full copy "
+                             f"({OVERLAY_ENV}=0 or no overlayfs here)")
+        return record
+
+    def _drop_changes(self) -> None:
+        for sub in ("upper", "work"):
+            _remove_tree(self.dir / sub)
+
+    def commit_state(self, layer_id: str, meta: dict) -> str:
+        """Make the environment's changes a layer of the store, on top of its current stack,
+        and go on from it with no changes of its own. If `layer_id` exists already (the same
+        content made before), the changes are dropped and that layer is used."""
+        with self._session():
+            record = self._require_layers("committing its state")
+            self._unmount()
+            upper = self.dir / "upper"
+            if not self.store.has(layer_id):
+                upper.mkdir(parents=True, exist_ok=True)
+                meta = {"kind": "deb-mock-state", "environment": self.name, **meta}
+                if os.stat(upper).st_dev == os.stat(self.store.tmp_dir).st_dev:
+                    self.store.commit(upper, layer_id, parent=record["base"], meta=meta)
+                else:  # state and store on different filesystems: copy, then commit
+                    with self.store.tempdir("state") as tmp:
+                        _copy(upper, tmp / "tree")
+                        self.store.commit(tmp / "tree", layer_id, parent=record["base"],
+                                          meta=meta)
+            self._switch_top(record, layer_id)
+            return layer_id
+
+    def use_layer(self, layer_id: str) -> None:
+        """Continue from an existing layer (built on this environment's base), dropping the
+        current changes."""
+        with self._session():
+            record = self._require_layers("switching layers")
+            self._unmount()
+            self._switch_top(record, layer_id)
+
+    def _switch_top(self, record: dict, layer_id: str) -> None:
+        if record["base"] not in record.get("snapshots", {}).values():
+            self.store.unpin(record["base"], self.name)
+        self.store.pin(layer_id, self.name)
+        self._drop_changes()
+        record["base"] = layer_id
+        self._write_record(record)
+
+    def snapshot(self, name: str) -> str:
+        """Keep the environment as it is now under NAME (mock --snapshot): a layer, no copy."""
+        record = self._require_layers("a snapshot")
+        if name in record.get("snapshots", {}):
+            raise UsageError(f"{self.name} has a snapshot named {name!r} already; remove it "
+                             "first (remove-snapshot) or choose another name")
+        layer_id = canonical_id({"snapshot": name, "environment": self.name,
+                                 "parent": record["base"], "time": time.time()})
+        self.commit_state(layer_id, {"snapshot": name})
+        record = self.record()
+        record.setdefault("snapshots", {})[name] = layer_id
+        self._write_record(record)
+        self.plugins.hook.make_snapshot(env=self, name=name)
+        return layer_id
+
+    def list_snapshots(self) -> dict[str, str]:
+        """Snapshot name → layer ID."""
+        return dict((self.record() or {}).get("snapshots", {}))
+
+    def rollback_to(self, name: str) -> None:
+        """Return to snapshot NAME; everything done since is dropped (mock --rollback-to)."""
+        with self._session():
+            snapshots = self._require_layers("a rollback").get("snapshots", {})
+            if name not in snapshots:
+                raise UsageError(f"{self.name} has no snapshot {name!r} (snapshots: "
+                                 f"{', '.join(snapshots) or 'none'})")
+            self.use_layer(snapshots[name])
+            self.plugins.hook.rollback_to(env=self, name=name)
+
+    def remove_snapshot(self, name: str) -> None:
+        """Forget snapshot NAME; its layer is evicted later unless something stands on it."""
+        with self._session():
+            record = self._require_layers("removing a snapshot")
+            snapshots = record.get("snapshots", {})
+            if name not in snapshots:
+                raise UsageError(f"{self.name} has no snapshot {name!r} (snapshots: "
+                                 f"{', '.join(snapshots) or 'none'})")
+            layer_id = snapshots.pop(name)
+            if layer_id != record["base"]:
+                self.store.unpin(layer_id, self.name)
+            self._write_record(record)
 
     # ---- running commands ------------------------------------------------------------------
     def execute(self, argv: Sequence[str], *, network: bool | None = None,
@@ -339,6 +466,7 @@ class Environment:
             network = self.config.network
         environment = dict(self.config.environment)
         environment.update(env or {})
+        binds = [*self.plugins.mounts(self, "chroot"), *binds]
         with self.mounted() as root, self.logs.open("chroot.log", f"$ {' '.join(argv)}") as log:
             return run(root, argv, network=network, user=self.user if as_user else None,
                        env=environment, binds=binds, cwd=cwd, capture=capture, echo=echo,
@@ -378,14 +506,23 @@ class Environment:
                 raise PackageManagerError(f"apt-get update failed: {apt_error_summary(result.stderr)}")
             return self._apt_transaction(["upgrade"])
 
-    def _apt_transaction(self, args: list[str]) -> list[ResolvedPackage]:
+    def _apt_transaction(self, args: list[str], binds: Sequence[Bind] = ()) -> list[ResolvedPackage]:
         """apt-get ARGS offline: resolve with --print-uris, fetch through the cache, install."""
+        return self.apt_apply(args, self.apt_plan(args, binds), binds)
+
+    def apt_plan(self, args: list[str], binds: Sequence[Bind] = ()) -> list[ResolvedPackage]:
+        """The exact packages `apt-get ARGS` inside the environment would download."""
         with self.mounted() as root, self.logs.open("root.log", "apt-get " + " ".join(args)) as log:
             plan = run(root, ["apt-get", "--print-uris", "-qq", "-o", "Acquire::ForceHash=SHA256",
-                              *args], capture=True, echo=False, log=log)
+                              *args], capture=True, echo=False, log=log, binds=binds)
             if not plan.ok:
                 raise PackageManagerError(apt_error_summary(plan.stderr))
-            needed = parse_print_uris(plan.stdout)
+            return parse_print_uris(plan.stdout)
+
+    def apt_apply(self, args: list[str], needed: list[ResolvedPackage],
+                  binds: Sequence[Bind] = ()) -> list[ResolvedPackage]:
+        """Run `apt-get ARGS` with `needed` (from apt_plan) fetched through the package cache."""
+        with self.mounted() as root, self.logs.open("root.log", "apt-get " + " ".join(args)) as log:
             missing = self.packages.missing([p.ref for p in needed])
             summary = (f"packages: {len(needed)} needed, {len(missing)} downloaded, "
                        f"{len(needed) - len(missing)} from the package cache")
@@ -398,8 +535,9 @@ class Environment:
                 self.packages.link_into([p.ref for p in needed], archives)
                 with self.ui.activity("apt-get " + " ".join(args)) as on_line:
                     result = run(root, ["apt-get", "-y", "--no-download", *args], capture=True,
-                                 echo=False, log=log,
-                                 binds=[Bind(archives, "/var/cache/apt/archives", readonly=False)])
+                                 echo=False, log=log, binds=[
+                                     *binds, Bind(archives, "/var/cache/apt/archives",
+                                                  readonly=False)])
                     on_line("done")
             if not result.ok:
                 raise PackageManagerError(f"apt-get {' '.join(args)} failed: "

@@ -33,6 +33,14 @@ class Bind:
 
 
 @dataclass(frozen=True)
+class Tmpfs:
+    """A fresh tmpfs at `target` inside the sandbox (RAM-backed scratch space)."""
+
+    target: str
+    size: str | None = None  # e.g. "4G"; the kernel's default (half the RAM) when None
+
+
+@dataclass(frozen=True)
 class User:
     """Run the command as this unprivileged user instead of root."""
 
@@ -65,7 +73,7 @@ def require_tool(tool: str, package: str) -> str:
 
 
 def bwrap_argv(root: Path, argv: Sequence[str], *, network: bool = False, user: User | None = None,
-               env: Mapping[str, str] | None = None, binds: Sequence[Bind] = (), cwd: str = "/",
+               env: Mapping[str, str] | None = None, binds: Sequence[Bind | Tmpfs] = (), cwd: str = "/",
                interactive: bool = False, hostname: str = "deb-mock",
                readonly_root: bool = False) -> list[str]:
     """The bubblewrap command line that runs `argv` inside `root`."""
@@ -82,8 +90,23 @@ def bwrap_argv(root: Path, argv: Sequence[str], *, network: bool = False, user: 
         args += ["--ro-bind", str(Path("/etc/resolv.conf").resolve()), "/etc/resolv.conf"]
     if not interactive:
         args.append("--new-session")  # no TIOCSTI into the caller's terminal
+    made: set[str] = set()
     for bind in binds:
-        args += ["--ro-bind" if bind.readonly else "--bind", str(bind.source), bind.target]
+        # bwrap makes missing mount points 0700: on the fresh /run and /tmp, make their
+        # parents 0755 so an unprivileged user can reach what is bound there.
+        for parent in reversed(Path(bind.target).parents):
+            name = str(parent)
+            if name.startswith(("/run/", "/tmp/")) and name not in made:
+                made.add(name)
+                args += ["--perms", "0755", "--dir", name]
+        if isinstance(bind, Tmpfs):
+            if bind.size:
+                from deb_mock.config import parse_size
+
+                args += ["--size", str(parse_size(bind.size, "tmpfs size"))]
+            args += ["--perms", "1777", "--tmpfs", bind.target]
+        else:
+            args += ["--ro-bind" if bind.readonly else "--bind", str(bind.source), bind.target]
     environment = {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive",
                    "HOME": user.home if user else "/root", "USER": user.name if user else "root",
                    "LOGNAME": user.name if user else "root"}
@@ -99,7 +122,7 @@ def bwrap_argv(root: Path, argv: Sequence[str], *, network: bool = False, user: 
 
 
 def run(root: Path, argv: Sequence[str], *, network: bool = False, user: User | None = None,
-        env: Mapping[str, str] | None = None, binds: Sequence[Bind] = (), cwd: str = "/",
+        env: Mapping[str, str] | None = None, binds: Sequence[Bind | Tmpfs] = (), cwd: str = "/",
         capture: bool = False, echo: bool = True, log: IO[str] | None = None,
         stdin: int | IO | None = None, interactive: bool = False,
         timeout: float | None = None, hostname: str = "deb-mock",

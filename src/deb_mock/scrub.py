@@ -10,6 +10,7 @@ from deb_mock.environment import Environment
 
 def scrub(env: Environment, what: str) -> Iterator[str]:
     """Remove what `what` names (all, chroot, root-cache, package-cache, apt-cache)."""
+    env.plugins.hook.scrub(env=env, what=what)
     if what in ("all", "chroot"):
         env.clean()
         shutil.rmtree(env.dir, ignore_errors=True)

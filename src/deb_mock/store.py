@@ -509,6 +509,26 @@ class Store:
             for fd in fds:
                 os.close(fd)
 
+    # --- pins ------------------------------------------------------------------------------
+
+    def pin(self, layer_id: str, holder: str) -> None:
+        """Keep `layer_id` (and so its chain) from eviction while `holder` needs it: an
+        environment's snapshot or its current top. Pins outlive processes; unpin() ends one."""
+        self._check_id(holder.replace("/", "_"))
+        pins = self._layer_dir(layer_id) / "pins"
+        pins.mkdir(exist_ok=True)
+        (pins / holder.replace("/", "_")).touch()
+
+    def unpin(self, layer_id: str, holder: str) -> None:
+        try:
+            (self._layer_dir(layer_id) / "pins" / holder.replace("/", "_")).unlink()
+        except FileNotFoundError:
+            pass
+
+    def pinned(self, layer_id: str) -> bool:
+        pins = self._layer_dir(layer_id) / "pins"
+        return pins.is_dir() and any(pins.iterdir())
+
     def remove(self, layer_id: str) -> None:
         """Remove a layer and every layer built on it; StoreError if any of them is in use."""
         with self._store_lock():
@@ -554,6 +574,8 @@ class Store:
                     continue
                 group = [info.id] + [d for d in self._descendants(infos, info.id)
                                      if d not in evicted]
+                if any(self.pinned(i) for i in group):
+                    continue  # an environment's snapshot or state stands on it
                 result = self._take(group)
                 if isinstance(result, str):
                     continue  # in use

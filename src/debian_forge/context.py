@@ -79,8 +79,9 @@ class Input:
     """One resolved input of a stage.
 
     A tree input (`org.osbuild.tree`) has `path`: the referenced pipeline's tree, read-only.
-    A files input (`org.osbuild.files`) has `files`: checksum (`sha256:…`) → host path, and
-    the `metadata` each reference carries in the manifest.
+    A files input (`org.osbuild.files`) has `files`: checksum (`sha256:…`) → host path, the
+    `metadata` each reference carries in the manifest, and `filenames`: the file's name at its
+    source (the cache names files by checksum).
     """
 
     name: str
@@ -88,6 +89,7 @@ class Input:
     path: Path | None = None
     files: Mapping[str, Path] = field(default_factory=dict)
     metadata: Mapping[str, dict] = field(default_factory=dict)
+    filenames: Mapping[str, str] = field(default_factory=dict)  # checksum → name at its source
 
 
 @dataclass
@@ -103,11 +105,14 @@ class StageContext:
     on_line: Callable[[str], None] = lambda line: None  # progress: the latest output line
     package_repository: Path | None = None  # made by repository(), bound at REPO_MOUNT
 
-    def repository(self, suite: str, architecture: str) -> Path:
-        """A local APT repository of the `packages` input (the stage's locked packages)."""
+    def repository(self, suite: str, architecture: str,
+                   extra: Sequence[Path] = ()) -> Path:
+        """A local APT repository of the `packages` input (the stage's locked packages) and
+        `extra` .debs."""
         if self.package_repository is None:
             packages = self.inputs.get("packages")
-            files = packages.files if packages is not None else {}
+            files = dict(packages.files) if packages is not None else {}
+            files.update({f"local:{index}": path for index, path in enumerate(extra)})
             self.package_repository = make_repository(self.scratch / "repo", files, suite,
                                                       architecture)
         return self.package_repository

@@ -13,7 +13,7 @@ from deb_mock.ids import canonical_id
 from debian_forge.manifest import Manifest, Stage
 
 # Bump when the way stages are run changes what they produce: old layers are then not reused.
-ENGINE_RECIPE = 1
+ENGINE_RECIPE = 2
 
 
 @dataclass(frozen=True)

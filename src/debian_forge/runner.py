@@ -284,10 +284,13 @@ class Runner:
             else:
                 refs = item["references"]
                 metadata = refs if isinstance(refs, dict) else {r: {} for r in refs}
+                urls = self.manifest.curl_items()
                 inputs[name] = Input(name, item["type"],
                                      files={ref: files[ref] for ref in metadata},
                                      metadata={ref: meta.get("metadata", {})
-                                               for ref, meta in metadata.items()})
+                                               for ref, meta in metadata.items()},
+                                     filenames={ref: urls[ref].rsplit("/", 1)[-1]
+                                                for ref in metadata if ref in urls})
         return inputs
 
     # ---- sources -----------------------------------------------------------------------

@@ -13,11 +13,13 @@ are.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from deb_mock.apt_host import apt_options
 from deb_mock.errors import PackageManagerError
 from deb_mock.sandbox import Bind
 from debian_forge import apt_solve
-from debian_forge.context import PACKAGE_INPUTS, REPO_MOUNT, StageContext
+from debian_forge.context import PACKAGE_INPUTS, REPO_MOUNT, StageContext, StageError
 from debian_forge.resolve import parse_request
 
 LOCKS_PACKAGES = True
@@ -41,15 +43,23 @@ SCHEMA = {
                   "description": "Hold these installed packages at their version (apt-mark "
                                  "hold): later stages and `apt-get upgrade` in the image keep "
                                  "them."},
+        "local": {"type": "array", "items": _NAME, "uniqueItems": True, "default": [],
+                  "description": "Packages to install from the .debs of the stage's pipeline "
+                                 "inputs (e.g. built by org.osbuild.deb-mock) rather than from "
+                                 "the archive. Those files are the other pipeline's result, "
+                                 "not locked; their dependencies must already be installed or "
+                                 "locked by this stage's `packages`."},
         "allow_downgrades": {"type": "boolean", "default": False,
                              "description": "Allow installing an older version than the tree "
                                             "has (with an exact version or a pin)."},
     },
     "anyOf": [{"required": ["packages"]}, {"required": ["remove"]},
-              {"required": ["holds"]}, {"required": ["autoremove"]}],
+              {"required": ["holds"]}, {"required": ["autoremove"]}, {"required": ["local"]}],
 }
 
-INPUTS = PACKAGE_INPUTS  # the locked packages, added by resolving
+# `packages`: the locked packages (added by resolving); any other name: a pipeline whose tree
+# holds .debs for `local`.
+INPUTS = {**PACKAGE_INPUTS, "additionalProperties": {"type": "object"}}
 
 
 def resolve(stage, state, resolver, locked):
@@ -57,7 +67,10 @@ def resolve(stage, state, resolver, locked):
     options = stage.options
     removals = list(options.get("remove", []))
     if locked is None:
-        locked, removed = apt_solve.solve(stage, state, resolver, removals=removals,
+        archive = SimpleNamespace(type=stage.type, path=stage.path, options={
+            **options, "packages": [p for p in options.get("packages", [])
+                                    if parse_request(p).name not in options.get("local", [])]})
+        locked, removed = apt_solve.solve(archive, state, resolver, removals=removals,
                                           purge=options.get("purge", False),
                                           allow_downgrades=options.get("allow_downgrades", False))
     else:
@@ -101,7 +114,14 @@ def run(ctx: StageContext, options: dict) -> None:
     for sub in ("lists/partial", "archives/partial", "empty"):
         (work / sub).mkdir(parents=True, exist_ok=True)
     arch = ctx.run(["dpkg", "--print-architecture"]).stdout.strip()
-    repo = ctx.repository(_SUITE, arch)
+    local_debs = [deb for name, item in ctx.inputs.items() if name != "packages" and item.path
+                  for deb in sorted(item.path.rglob("*.deb"))]
+    missing = [name for name in options.get("local", [])
+               if not any(deb.name.startswith(f"{name}_") for deb in local_debs)]
+    if missing:
+        raise StageError(f"local: no .deb of {', '.join(missing)} in the stage's pipeline inputs "
+                         f"({', '.join(deb.name for deb in local_debs) or 'none'})")
+    repo = ctx.repository(_SUITE, arch, local_debs)
     (work / "sources.list").write_text(f"deb [trusted=yes] file:{REPO_MOUNT} {_SUITE} main\n")
     binds = [Bind(work, _WORK, readonly=False), Bind(repo, REPO_MOUNT)]
     apt = ["apt-get", *_apt_options(options)]
@@ -109,6 +129,7 @@ def run(ctx: StageContext, options: dict) -> None:
     auto_before = set(ctx.run(["apt-mark", "showauto"]).stdout.split())
     ctx.run([*apt, "update", "-q"], binds=binds)
     requested = [parse_request(text).name for text in options.get("packages", [])]
+    requested += list(options.get("local", []))
     # Every requested package, and every installed one the lock changes, at its locked
     # version: apt's solver in the tree then makes the resolver's choices, from a repository
     # that holds nothing else.
