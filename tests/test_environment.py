@@ -237,3 +237,20 @@ def test_interrupted_command_is_stopped_and_leaves_no_mount(cache_env, bookworm,
     assert "Traceback" not in err
     leftover = subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True, text=True)
     assert leftover.stdout == ""
+
+
+def test_without_the_package_cache_plugin_downloads_are_not_kept(deb_mock, cache_env, bookworm):
+    """--disable-plugin package_cache: the install works, and the shared cache never gets the
+    file (nor is a private download directory left behind)."""
+    env = ("-r", CONFIG, "--uniqueext", "nocache", "--disable-plugin", "package_cache")
+    show = deb_mock(*env, "chroot", "--", "apt-cache", "show", "--no-all-versions", "cowsay",
+                    check=True).stdout
+    sha = next(line.split()[1] for line in show.splitlines() if line.startswith("SHA256:"))
+    cache = Path(cache_env["DEBIAN_FORGE_CACHE_DIR"])
+    for earlier in (cache / "packages").rglob(f"{sha}.deb"):  # from another test, long ago
+        earlier.unlink()
+    deb_mock(*env, "install", "cowsay", check=True)
+    assert deb_mock(*env, "chroot", "--", "test", "-x", "/usr/games/cowsay").returncode == 0
+    assert not list((cache / "packages").rglob(f"{sha}.deb"))
+    assert not list(cache.glob("packages-*"))
+    deb_mock(*env, "scrub", "chroot", check=True)

@@ -8,12 +8,14 @@ operation ends — or by the kernel, if the process dies.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -104,7 +106,6 @@ class Environment:
         self.result_dir = self.dir / "result"
         cache_dir = Path(config.cache_dir)
         self.store = Store(cache_dir / "store", max_size=config.store_max_bytes())
-        self.packages = PackageCache(cache_dir / "packages")
         self.logs = ResultLogs(self.result_dir)
         self._plugins = plugins  # deb_mock.plugins.Plugins; the config's defaults when None
         self._lock: FileLock | None = None
@@ -122,6 +123,17 @@ class Environment:
     def host_apt(self) -> HostApt:
         return HostApt.for_sources(Path(self.config.cache_dir), self.config.architecture,
                                    self.sources)
+
+    @functools.cached_property
+    def packages(self) -> PackageCache:
+        """The shared package cache; with the package_cache plugin off, a private one that is
+        removed when the process ends (downloads are then kept by nothing)."""
+        cache_dir = Path(self.config.cache_dir)
+        if "package_cache" in self.plugins.enabled():
+            return PackageCache(cache_dir / "packages")
+        private = Path(tempfile.mkdtemp(prefix="packages-", dir=_ensure(cache_dir)))
+        atexit.register(shutil.rmtree, private, True)
+        return PackageCache(private)
 
     @property
     def plugins(self):
@@ -592,6 +604,11 @@ def _copy(source: Path, target: Path) -> None:
                            str(target)], capture_output=True, text=True)
     if proc.returncode != 0:
         raise UsageError(f"cannot copy '{source}' to '{target}': {proc.stderr.strip()}")
+
+
+def _ensure(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _remove_tree(path: Path) -> None:
