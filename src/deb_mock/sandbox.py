@@ -30,6 +30,7 @@ class Bind:
     source: Path
     target: str
     readonly: bool = True
+    device: bool = False  # a device node (a loop device, its partitions): usable inside
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,8 @@ def bwrap_argv(root: Path, argv: Sequence[str], *, network: bool = False, user: 
                 args += ["--size", str(parse_size(bind.size, "tmpfs size"))]
             args += ["--perms", "1777", "--tmpfs", bind.target]
         else:
-            args += ["--ro-bind" if bind.readonly else "--bind", str(bind.source), bind.target]
+            kind = "--dev-bind" if bind.device else "--ro-bind" if bind.readonly else "--bind"
+            args += [kind, str(bind.source), bind.target]
     environment = {"PATH": DEFAULT_PATH, "LANG": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive",
                    "HOME": user.home if user else "/root", "USER": user.name if user else "root",
                    "LOGNAME": user.name if user else "root"}

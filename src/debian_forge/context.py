@@ -20,6 +20,7 @@ from debian_forge.repo import make_repository
 TREE_MOUNT = "/run/osbuild/tree"
 INPUTS_MOUNT = "/run/osbuild/inputs"
 REPO_MOUNT = "/run/osbuild/repo"
+MOUNTS_MOUNT = "/run/osbuild/mounts"  # the stage's mounted filesystems, by their target
 # The inputs of a package-installing stage: `packages`, which resolving adds (resolve.py).
 PACKAGE_INPUTS = {
     "type": "object",
@@ -104,6 +105,23 @@ class StageContext:
     source_epoch: int | None = None
     on_line: Callable[[str], None] = lambda line: None  # progress: the latest output line
     package_repository: Path | None = None  # made by repository(), bound at REPO_MOUNT
+    # The stage's `devices` (name → /dev/loopN; partitions as name + "p1"…) and the host
+    # directory its `mounts` are mounted under (bound at MOUNTS_MOUNT in the build root).
+    devices: Mapping[str, Path] = field(default_factory=dict)
+    mounts: Path | None = None
+    mount_targets: Mapping[str, str] = field(default_factory=dict)  # mount name → its target
+
+    def destination(self, location: str) -> tuple[Tree, str]:
+        """Where `tree:///x` or `mount://<name>/x` points: the Tree to write in (paths stay
+        inside it) and where the build root sees that Tree's root."""
+        if location.startswith("mount://"):
+            name = location[len("mount://"):].split("/", 1)[0]
+            if self.mounts is None or name not in self.mount_targets:
+                raise StageError(f"{location}: this stage has no mount {name!r} (its mounts: "
+                                 f"{', '.join(self.mount_targets) or 'none'})")
+            target = self.mount_targets[name].rstrip("/")
+            return Tree(self.mounts / target.lstrip("/")), f"{MOUNTS_MOUNT}{target}"
+        return self.tree, TREE_MOUNT
 
     def repository(self, suite: str, architecture: str,
                    extra: Sequence[Path] = ()) -> Path:
@@ -155,13 +173,17 @@ class StageContext:
                          binds: Sequence[Bind] = (), stdin: str | None = None,
                          check: bool = True) -> ExecResult:
         """Run a build-root tool without network: the build root is `/` (read-only), the tree
-        is at TREE_MOUNT, inputs at INPUTS_MOUNT/<name>, the package repository at REPO_MOUNT."""
+        is at TREE_MOUNT, inputs at INPUTS_MOUNT/<name>, the package repository at REPO_MOUNT,
+        mounted filesystems at MOUNTS_MOUNT, device nodes at their /dev paths."""
         mounts = [Bind(self.tree.root, TREE_MOUNT, readonly=False)]
         for name, item in self.inputs.items():
             if item.path is not None:
                 mounts.append(Bind(item.path, f"{INPUTS_MOUNT}/{name}"))
         if self.package_repository is not None:
             mounts.append(Bind(self.package_repository, REPO_MOUNT))
+        if self.mounts is not None:
+            mounts.append(Bind(self.mounts, MOUNTS_MOUNT, readonly=False))
+        mounts += [Bind(node, str(node), device=True) for node in self.devices.values()]
         return self._run(self.buildroot, argv, readonly_root=True, env=env,
                          binds=[*mounts, *binds], stdin=stdin, check=check)
 

@@ -47,8 +47,11 @@ def compute(manifest: Manifest) -> tuple[dict[StageKey, str], dict[str, str | No
 
 def stage_id(stage: Stage, previous: str | None, build_id: str | None, epoch: int | None,
              pipeline_ids: dict[str, str | None]) -> str:
-    return canonical_id({
+    data = {
         "recipe": ENGINE_RECIPE, "type": stage.type, "options": stage.options,
         "previous": previous, "build": build_id, "source-epoch": epoch,
         "inputs": {name: input_id(item, pipeline_ids) for name, item in stage.inputs.items()},
-    })
+    }
+    if stage.devices or stage.mounts:
+        data.update(devices=stage.devices, mounts=stage.mounts)
+    return canonical_id(data)

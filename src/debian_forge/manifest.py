@@ -40,6 +40,36 @@ INPUT_SCHEMA = {
     },
 }
 
+_TREE_PATH = {"type": "string", "pattern": "^(?!/)(?!.*(^|/)\\.\\.(/|$)).+$",
+              "x-expected": "a path relative to the pipeline's tree, without '..'"}
+DEVICE_SCHEMA = {
+    "type": "object", "additionalProperties": False, "required": ["type", "options"],
+    "properties": {
+        "type": {"const": "org.osbuild.loopback"},
+        "options": {"type": "object", "additionalProperties": False, "required": ["filename"],
+                    "properties": {
+                        "filename": _TREE_PATH,
+                        "start": {"type": "integer", "minimum": 0},
+                        "size": {"type": "integer", "minimum": 1},
+                        "sector-size": {"enum": [512, 4096]},
+                        "partscan": {"type": "boolean"},
+                    }},
+    },
+}
+MOUNT_TYPES = {"org.osbuild.ext4": "ext4", "org.osbuild.fat": "vfat"}
+MOUNT_SCHEMA = {
+    "type": "object", "additionalProperties": False,
+    "required": ["name", "type", "source", "target"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "type": {"enum": list(MOUNT_TYPES)},
+        "source": {"type": "string", "minLength": 1},
+        "target": {"type": "string", "pattern": "^/", "x-expected": "an absolute path"},
+        "partition": {"type": "integer", "minimum": 1},
+        "options": {"type": "object"},
+    },
+}
+
 MANIFEST_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -70,8 +100,9 @@ MANIFEST_SCHEMA: dict[str, Any] = {
                                 "options": {"type": "object"},
                                 "inputs": {"type": "object",
                                            "additionalProperties": INPUT_SCHEMA},
-                                "devices": {"type": "object"},
-                                "mounts": {"type": "array"},
+                                "devices": {"type": "object",
+                                            "additionalProperties": DEVICE_SCHEMA},
+                                "mounts": {"type": "array", "items": MOUNT_SCHEMA},
                             },
                         },
                     },
@@ -128,6 +159,8 @@ class Stage:
     inputs: dict[str, dict[str, Any]]
     path: str  # JSON path, for messages: .pipelines[0].stages[2]
     index: int
+    devices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    mounts: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"type": self.type}
@@ -135,6 +168,10 @@ class Stage:
             data["options"] = self.options
         if self.inputs:
             data["inputs"] = self.inputs
+        if self.devices:
+            data["devices"] = self.devices
+        if self.mounts:
+            data["mounts"] = self.mounts
         return data
 
 
@@ -270,7 +307,8 @@ def _pipeline(data: dict[str, Any], index: int) -> Pipeline:
         name=data["name"], build=_pipeline_name(build) if build else None, path=path,
         source_epoch=data.get("source-epoch"), runner=data.get("runner"),
         stages=[Stage(type=s["type"], options=s.get("options", {}), inputs=s.get("inputs", {}),
-                      path=f"{path}.stages[{j}]", index=j)
+                      path=f"{path}.stages[{j}]", index=j, devices=s.get("devices", {}),
+                      mounts=s.get("mounts", []))
                 for j, s in enumerate(data.get("stages", []))])
 
 
@@ -318,6 +356,16 @@ def _check_stage(manifest: Manifest, stage: Stage, names: list[str]) -> list[tup
         problems.append((f"{stage.path}.inputs", f"{stage.type} takes no inputs"))
     elif stage_type.inputs is not None:
         problems += _schema_problems(stage.inputs, stage_type.inputs, base + ["inputs"])
+    for index, mount in enumerate(stage.mounts):
+        if mount["source"] not in stage.devices:
+            problems.append((f"{stage.path}.mounts[{index}].source",
+                             f"no device named {mount['source']!r} in this stage's devices "
+                             f"({', '.join(stage.devices) or 'none'})"))
+        elif "partition" in mount and not stage.devices[mount["source"]]["options"].get(
+                "partscan"):
+            problems.append((f"{stage.path}.mounts[{index}].partition",
+                             f"device {mount['source']!r} needs \"partscan\": true to have "
+                             "partitions"))
     sources = manifest.curl_items()
     inline = manifest.sources.get("org.osbuild.inline", {}).get("items", {})
     for name, item in stage.inputs.items():

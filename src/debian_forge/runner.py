@@ -13,23 +13,24 @@ import base64
 import hashlib
 import os
 import shutil
+import subprocess
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from deb_mock.errors import DebMockError, ExitCode, FetchError
 from deb_mock.locking import FileLock
 from deb_mock.overlay import materialize, mount_overlay, overlay_supported, unmount
 from deb_mock.package_cache import PackageCache, PackageRef
-from deb_mock.paths import PathEscape
+from deb_mock.paths import PathEscape, resolve_in_tree
 from deb_mock.sandbox import Bind, run as sandbox_run
 from deb_mock.store import Store
 from debian_forge import ids, stages
 from debian_forge.context import (INPUTS_MOUNT, TREE_MOUNT, Input, StageCommandFailed,
                                   StageContext, StageError, Tree)
-from debian_forge.manifest import Manifest, Pipeline, Stage
+from debian_forge.manifest import MOUNT_TYPES, Manifest, Pipeline, Stage
 from debian_forge.monitor import Monitor
 
 LOG_TAIL = 20
@@ -182,10 +183,18 @@ class Runner:
                     self._shell(tree, buildroot, inputs, stage, stage_id, epoch)
                 packages = inputs.get("packages")
                 steps = 2 * len(packages.files) if packages else None  # unpack + set up each
-                with self.monitor.stage(pipeline.name, stage.type, stage_id, steps) as on_line:
+                with self.monitor.stage(pipeline.name, stage.type, stage_id, steps) as on_line, \
+                        ExitStack() as disks:  # released before the tree is unmounted
+                    try:
+                        devices, mounts = attach_devices(disks, stage, Tree(tree), tmp)
+                    except StageError as exc:
+                        raise StageFailed(pipeline.name, stage, stage_id, str(exc),
+                                          log_path) from None
                     ctx = StageContext(tree=Tree(tree), inputs=inputs, buildroot=buildroot,
                                        log=log, scratch=scratch, source_epoch=epoch,
-                                       on_line=on_line)
+                                       on_line=on_line, devices=devices, mounts=mounts,
+                                       mount_targets={m["name"]: m["target"]
+                                                      for m in stage.mounts})
                     self._run_stage(pipeline, stage, stage_id, ctx, log_path)
                 log.close()
                 if not full:
@@ -378,6 +387,51 @@ class Runner:
             return
         with self.store.using([layer_id]):
             materialize([layer.tree for layer in self.store.chain(layer_id)], target)
+
+
+def attach_devices(stack: ExitStack, stage: Stage, tree: Tree,
+                   tmp: Path) -> tuple[dict[str, Path], Path | None]:
+    """Loop devices for the stage's `devices` and its `mounts` mounted under tmp/mounts; all
+    released by `stack` (and by the kernel if we die: autoclear, private mount namespace)."""
+    from deb_mock.loop import loop_device, partition_devices
+
+    devices: dict[str, Path] = {}
+    partitions: dict[str, list[Path]] = {}
+    for name, spec in stage.devices.items():
+        options = spec["options"]
+        sector = options.get("sector-size", 512)
+        size = options.get("size")
+        loop = stack.enter_context(loop_device(
+            tree.path(options["filename"]), offset=options.get("start", 0) * sector,
+            size=size * sector if size else None, partscan=options.get("partscan", False)))
+        devices[name] = loop
+        partitions[name] = partition_devices(loop) if options.get("partscan") else []
+        for index, node in enumerate(partitions[name], start=1):
+            devices[f"{name}p{index}"] = node
+    if not stage.mounts:
+        return devices, None
+    root = tmp / "mounts"
+    root.mkdir()
+    stack.callback(unmount, root)
+    for mount in sorted(stage.mounts, key=lambda m: len(PurePosixPath(m["target"]).parts)):
+        node = devices[mount["source"]]
+        if "partition" in mount:
+            found = partitions[mount["source"]]
+            if mount["partition"] > len(found):
+                raise StageError(f"device {mount['source']!r} has {len(found)} partitions, "
+                                 f"not {mount['partition']}")
+            node = found[mount["partition"] - 1]
+        target = resolve_in_tree(root, mount["target"])
+        target.mkdir(parents=True, exist_ok=True)
+        options = ",".join(f"{k}={v}" if v is not True else k
+                           for k, v in mount.get("options", {}).items())
+        proc = subprocess.run(["mount", "-t", MOUNT_TYPES[mount["type"]],
+                               *(["-o", options] if options else []), str(node), str(target)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise StageError(f"cannot mount {mount['name']} ({node}) at {mount['target']}: "
+                             f"{proc.stderr.strip()}")
+    return devices, root
 
 
 def _empty(path: Path) -> Path:

@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 
 from deb_mock.paths import resolve_in_tree
 from deb_mock.sandbox import Bind
-from debian_forge.context import INPUTS_MOUNT, TREE_MOUNT, Input, StageContext, StageError
+from debian_forge.context import INPUTS_MOUNT, Input, StageContext, StageError, Tree
 from debian_forge.stagelib import mode_property, parse_mode, tree_location
 
 # Any names; each one an osbuild input (its shape is checked with the manifest).
@@ -37,9 +37,11 @@ INPUTS = {
     "additionalProperties": {"type": "object"},
 }
 
-_TARGET = {"type": "string", "pattern": "^tree:///",
-           "x-expected": "a tree:/// URL such as tree:///etc/motd",
-           "description": "The destination, tree:///<path>; an existing directory receives the "
+_TARGET = {"type": "string", "pattern": "^(tree:///|mount://[^/]+/)",
+           "x-expected": "a tree:/// or mount://<name>/ URL such as tree:///etc/motd",
+           "description": "The destination: tree:///<path> in the pipeline's tree, or "
+                          "mount://<name>/<path> in one of the stage's mounted filesystems (a "
+                          "disk image being assembled); an existing directory receives the "
                           "source under its own name."}
 
 _COMMON = {
@@ -95,19 +97,36 @@ SCHEMA = {
 
 def run(ctx: StageContext, options: dict) -> None:
     for item in options["paths"]:
-        to = tree_location(item["to"])
+        tree, seen = ctx.destination(item["to"])
+        dest_root = _Dest(tree, seen)
+        to = _location(item["to"])
         remove = item.get("remove_destination", False)
         if "content" in item:
-            dest = _write_content(ctx, to, item["content"], remove)
+            dest = _write_content(dest_root, to, item["content"], remove)
         else:
             source, contents = _source(ctx, item["from"])
             if contents:
-                dest = _merge(ctx, source, to, remove)
+                dest = _merge(ctx, dest_root, source, to, remove)
             else:
-                if ctx.tree.path(to).is_dir():
+                if tree.path(to).is_dir():
                     to = posixpath.join(to, source.host.name)
-                dest = _place(ctx, source, to, remove)
+                dest = _place(ctx, dest_root, source, to, remove)
         _set_attributes(dest, item, to)
+
+
+def _location(url: str) -> str:
+    """The path part of tree:///x or mount://name/x: /x."""
+    if url.startswith("mount://"):
+        return "/" + url[len("mount://"):].split("/", 1)[1]
+    return tree_location(url)
+
+
+@dataclass(frozen=True)
+class _Dest:
+    """Where a copy writes: a Tree (paths confined to it) and where the build root sees it."""
+
+    tree: Tree
+    seen_at: str
 
 
 @dataclass(frozen=True)
@@ -152,12 +171,12 @@ def _source(ctx: StageContext, location: str) -> tuple[_Source, bool]:
     return _Source(host, seen_at), contents
 
 
-def _place(ctx: StageContext, source: _Source, to: str, remove: bool) -> Path:
+def _place(ctx: StageContext, root: _Dest, source: _Source, to: str, remove: bool) -> Path:
     """Copy `source` to `to` (a path in the tree), never writing through a symlink in the tree."""
-    dest = ctx.tree.path(to)  # symlinks resolved inside the tree: dest itself is none
+    dest = root.tree.path(to)  # symlinks resolved inside the tree: dest itself is none
     if source.host.is_dir() and not source.host.is_symlink():
         if dest.is_dir():
-            return _merge(ctx, source, to, remove)
+            return _merge(ctx, root, source, to, remove)
         if dest.exists():
             raise StageError(f"cannot copy directory {source.host.name!r} over file {to}")
     elif dest.is_dir():
@@ -170,28 +189,28 @@ def _place(ctx: StageContext, source: _Source, to: str, remove: bool) -> Path:
     if remove:
         argv.append("--remove-destination")
     ctx.run_in_buildroot([*argv, "--", source.seen_at,
-                          posixpath.join(TREE_MOUNT, str(dest.relative_to(ctx.tree.root)))],
+                          posixpath.join(root.seen_at, str(dest.relative_to(root.tree.root)))],
                          binds=[source.bind] if source.bind else [])
     return dest
 
 
-def _merge(ctx: StageContext, source: _Source, to: str, remove: bool) -> Path:
+def _merge(ctx: StageContext, root: _Dest, source: _Source, to: str, remove: bool) -> Path:
     """Copy the contents of directory `source` into directory `to`, entry by entry."""
-    dest = ctx.tree.path(to)
+    dest = root.tree.path(to)
     if not (dest.exists() or dest.is_symlink()):
-        return _place(ctx, source, to, remove)
+        return _place(ctx, root, source, to, remove)
     if not dest.is_dir():
         raise StageError(f"cannot copy directory contents into {to}: it is not a directory")
     for entry in sorted(source.host.iterdir()):
-        _place(ctx, source.child(entry.name), posixpath.join(to, entry.name), remove)
+        _place(ctx, root, source.child(entry.name), posixpath.join(to, entry.name), remove)
     info = source.host.lstat()  # as cp -a: the directory takes the source's owner, mode, times
     os.chown(dest, info.st_uid, info.st_gid)
     shutil.copystat(source.host, dest)
     return dest
 
 
-def _write_content(ctx: StageContext, to: str, content: str, remove: bool) -> Path:
-    dest = ctx.tree.path(to)
+def _write_content(root: _Dest, to: str, content: str, remove: bool) -> Path:
+    dest = root.tree.path(to)
     if dest.is_dir():
         raise StageError(f"cannot write content to {to}: it is a directory")
     if not dest.parent.is_dir():
