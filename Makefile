@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Host tools the project calls; `make setup` installs the missing ones with apt-get.
 APT_PACKAGES := mmdebstrap bubblewrap arch-test debian-archive-keyring gpgv util-linux \
-	coreutils tar zstd xz-utils apt-utils dpkg-dev gpg lintian sbuild fdisk
+	coreutils tar zstd xz-utils apt-utils dpkg-dev gpg lintian sbuild fdisk \
+	qemu-utils dosfstools mtools e2fsprogs grub-pc-bin grub-efi-amd64-bin
 # Where tests keep their shared store and package cache between runs.
 TEST_CACHE ?= /var/cache/debian-forge-tests
 
