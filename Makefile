@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 # Host tools the project calls; `make setup` installs the missing ones with apt-get.
 APT_PACKAGES := mmdebstrap bubblewrap arch-test debian-archive-keyring gpgv util-linux \
 	coreutils tar zstd xz-utils apt-utils dpkg-dev gpg lintian sbuild fdisk \
-	qemu-utils dosfstools mtools e2fsprogs grub-pc-bin grub-efi-amd64-bin
+	qemu-utils dosfstools mtools e2fsprogs grub-pc-bin grub-efi-amd64-bin \
+	qemu-system-x86 ovmf openssh-client grub2-common binutils
 # Where tests keep their shared store and package cache between runs.
 TEST_CACHE ?= /var/cache/debian-forge-tests
 

@@ -310,6 +310,27 @@ def store_gc(store_dir: Path | None, max_size: str | None) -> None:
     click.echo(f"removed {len(removed)} layers; the store holds {_size(store.du())}")
 
 
+@main_group.command("boot")
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("--uefi", is_flag=True, help="Boot with UEFI firmware (OVMF) instead of BIOS.")
+@click.option("--timeout", type=click.IntRange(min=1), metavar="S",
+              help="Give up after S seconds (default: 120 with KVM, 300 without).")
+@click.option("--ssh-key", type=click.Path(path_type=Path), metavar="FILE",
+              help="Public key for the user forge (default: a throwaway key).")
+@click.option("--memory", type=click.IntRange(min=128), default=1024, show_default=True,
+              metavar="MB", help="Guest memory in MiB.")
+def boot_command(image: Path, uefi: bool, timeout: int | None, ssh_key: Path | None,
+                 memory: int) -> None:
+    """Boot IMAGE in QEMU until it shows a login prompt and cloud-init is done."""
+    from debian_forge.boot import boot
+
+    result = boot(image, uefi=uefi, timeout=timeout, ssh_key=ssh_key, memory=memory,
+                  progress=lambda line: click.echo(line, err=True))
+    click.echo(f"{image}: booted ({'UEFI' if uefi else 'BIOS'}, {result.accelerator.upper()}): "
+               f"login prompt after {result.login_seconds:.1f} s, cloud-init done after "
+               f"{result.cloud_init_seconds:.1f} s")
+
+
 def _size(nbytes: int) -> str:
     value = float(nbytes)
     for unit in ("B", "KiB", "MiB", "GiB"):
