@@ -93,3 +93,28 @@ def test_qcow2_conversion_has_the_raw_images_size(disk_build):
                                       disk_build / "qcow2/disk.qcow2"],
                                      capture_output=True, text=True, check=True).stdout)
     assert info["format"] == "qcow2" and info["virtual-size"] == SECTORS * 512
+
+
+def test_a_filesystem_populated_from_the_tree_holds_it_with_clamped_times(forge, minimal_build,
+                                                                        tmp_path):
+    """mkfs.ext4 with a tree input (mke2fs -d, no mount): the tree is in the filesystem and no
+    file is newer than the source epoch."""
+    tree_input = {"tree": {"type": "org.osbuild.tree", "origin": "org.osbuild.pipeline",
+                           "references": ["name:os"]}}
+    manifest = json.loads((minimal_build / "manifest.lock.json").read_text())
+    manifest["pipelines"] = [manifest["pipelines"][0], {"name": "image", "stages": [
+        {"type": "org.osbuild.truncate", "options": {"filename": "disk.img", "size": "512M"}},
+        {"type": "org.osbuild.mkfs.ext4", "inputs": tree_input, "devices": loopback(),
+         "options": {"uuid": ROOT_UUID, "label": "root"}}]}]
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(manifest))
+    out = tmp_path / "out"
+    forge("build", path, "--export", "image", "--output-directory", out, check=True)
+    image = out / "image/disk.img"
+    version = subprocess.run(["debugfs", "-R", "cat /etc/debian_version", image],
+                             capture_output=True, text=True, check=True).stdout
+    assert version.startswith("12.")
+    stat = subprocess.run(["debugfs", "-R", "stat /etc/passwd", image], capture_output=True,
+                          text=True, check=True).stdout
+    mtime = next(line for line in stat.splitlines() if line.strip().startswith("mtime:"))
+    assert int(mtime.split()[1].split(":")[0], 16) <= manifest["source-epoch"]
