@@ -15,6 +15,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 TEST_CACHE = Path(os.environ.get("DEBIAN_FORGE_TEST_CACHE", "/var/cache/debian-forge-tests"))
 DEB_MOCK = [sys.executable, "-m", "deb_mock"]
+FORGE = [sys.executable, "-m", "debian_forge"]
 
 
 def pytest_collection_modifyitems(config, items):
@@ -43,20 +44,27 @@ def cache_env() -> dict[str, str]:
     shutil.rmtree(state, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def deb_mock(cache_env):
-    """Run the deb-mock CLI as a user would; returns CompletedProcess (text, captured)."""
+def cli_runner(prefix: list[str], name: str, cache_env: dict[str, str], default_timeout: float):
+    """Run a CLI as a user would (stringified args, the test cache's environment plus `env=`);
+    returns CompletedProcess (text, captured); `check=True` fails with its output."""
 
-    def call(*args: str, check: bool = False, timeout: float = 600, **kwargs):
+    def call(*args, check: bool = False, timeout: float = default_timeout, **kwargs):
         env = {**os.environ, **cache_env, **kwargs.pop("env", {})}
-        proc = subprocess.run([*DEB_MOCK, *args], capture_output=True, text=True,
+        argv = [str(arg) for arg in args]
+        proc = subprocess.run([*prefix, *argv], capture_output=True, text=True,
                               timeout=timeout, env=env, **kwargs)
         if check and proc.returncode != 0:
-            raise AssertionError(f"deb-mock {' '.join(args)} exited {proc.returncode}:\n"
-                                 f"{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(f"{name} {' '.join(argv)} exited {proc.returncode}:\n"
+                                 f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
         return proc
 
     return call
+
+
+@pytest.fixture(scope="session")
+def deb_mock(cache_env):
+    """Run the deb-mock CLI as a user would; returns CompletedProcess (text, captured)."""
+    return cli_runner(DEB_MOCK, "deb-mock", cache_env, 600)
 
 
 @pytest.fixture(scope="session")
@@ -148,23 +156,11 @@ def stage_runner(stage_base, cache_env, tmp_path):
             shutil.rmtree(work, ignore_errors=True)
 
 
-FORGE = [sys.executable, "-m", "debian_forge"]
-
 
 @pytest.fixture(scope="session")
 def forge(cache_env):
     """Run the debian-forge CLI as a user would; returns CompletedProcess (text, captured)."""
-
-    def call(*args: str, check: bool = False, timeout: float = 1200, **kwargs):
-        env = {**os.environ, **cache_env, **kwargs.pop("env", {})}
-        proc = subprocess.run([*FORGE, *map(str, args)], capture_output=True, text=True,
-                              timeout=timeout, env=env, **kwargs)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"debian-forge {' '.join(map(str, args))} exited "
-                                 f"{proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-        return proc
-
-    return call
+    return cli_runner(FORGE, "debian-forge", cache_env, 1200)
 
 
 def build_example(forge, tmp_path_factory, example: str, export: str) -> Path:

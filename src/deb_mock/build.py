@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
@@ -274,10 +273,6 @@ def _collect(build: Build, staging: Path, source) -> list[Path]:
     return artifacts
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _record(build: Build, result: BuildResult, env) -> None:
     debs = [p for p in result.artifacts if p.suffix in (".deb", ".udeb")]
     architectures = sorted({p.stem.rsplit("_", 1)[-1] for p in debs})
@@ -288,7 +283,7 @@ def _record(build: Build, result: BuildResult, env) -> None:
         "network": build.network, "exit_status": result.returncode, "ok": result.ok,
         "durations": result.durations, "build_deps_cached": result.deps_cached,
         "build_deps": result.deps,
-        "artifacts": {p.name: {"sha256": _sha256(p), "size": p.stat().st_size}
+        "artifacts": {p.name: {"sha256": sources.sha256_of(p), "size": p.stat().st_size}
                       for p in result.artifacts},
         "plugins": result.extra,
     }

@@ -54,7 +54,7 @@ def read_dsc(dsc: Path) -> SourcePackage:
         path = dsc.parent / entry["name"]
         if not path.exists():
             raise BadSource(f"{dsc.name} lists {entry['name']}, which is not next to it")
-        if _sha256(path) != entry["sha256"]:
+        if sha256_of(path) != entry["sha256"]:
             raise BadSource(f"{entry['name']} does not match the sha256 in {dsc.name}")
         files.append(path)
     if len(files) == 1:
@@ -64,7 +64,8 @@ def read_dsc(dsc: Path) -> SourcePackage:
     return SourcePackage(dsc, fields["Source"], fields["Version"], tuple(files), depends)
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """The sha256 of a file, read in blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

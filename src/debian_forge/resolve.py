@@ -14,8 +14,11 @@ locked and left as it is, unless `update` asks to refresh it.
 
 from __future__ import annotations
 
+import base64
 import copy
 import re
+import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -108,8 +111,6 @@ class Resolver:
 
     def candidates(self, state: AptState, name: str) -> list[str]:
         """Every version of `name` the repositories offer, newest first."""
-        import subprocess
-
         host_apt = self.apt(state)
         proc = subprocess.run(["apt-cache", *host_apt.options(), "madison", name],
                               capture_output=True, text=True)
@@ -156,8 +157,6 @@ class Resolver:
              target_release: str | None = None, exclude: tuple[str, ...] = (),
              keep: dict[str, str] | None = None, allow_downgrades: bool = False) -> Plan:
         """What `apt-get ARGS` does to the tree described by `state`."""
-        import tempfile
-
         host_apt = self.apt(state)
         preferences = "\n".join(state.preferences.values())
         for name in exclude:  # never install these: apt must find another way, or fail
@@ -183,8 +182,6 @@ class Resolver:
 
     def source_bytes(self, checksum: str) -> bytes:
         """The content of a source item of the manifest being resolved (an inline one)."""
-        import base64
-
         items = (self.manifest.sources if self.manifest else {}).get(
             "org.osbuild.inline", {}).get("items", {})
         if checksum not in items:

@@ -284,6 +284,7 @@ class Runner:
     def _inputs(self, stack: ExitStack, tmp: Path, stage: Stage,
                 files: dict[str, Path]) -> dict[str, Input]:
         inputs = {}
+        urls = self.manifest.curl_items()
         for name, item in stage.inputs.items():
             if item["origin"] == "org.osbuild.pipeline":
                 (ref,) = list(item["references"])[:1]
@@ -293,7 +294,6 @@ class Runner:
             else:
                 refs = item["references"]
                 metadata = refs if isinstance(refs, dict) else {r: {} for r in refs}
-                urls = self.manifest.curl_items()
                 inputs[name] = Input(name, item["type"],
                                      files={ref: files[ref] for ref in metadata},
                                      metadata={ref: meta.get("metadata", {})
@@ -307,6 +307,10 @@ class Runner:
         """Host paths of the stage's source references; downloads what the cache lacks."""
         curl = self.manifest.curl_items()
         inline = self.manifest.sources.get("org.osbuild.inline", {}).get("items", {})
+        metadata = {ref: meta.get("metadata", {}) for item in stage.inputs.values()
+                    if item["origin"] == "org.osbuild.source"
+                    and isinstance(item["references"], dict)
+                    for ref, meta in item["references"].items()}
         wanted = [ref for item in stage.inputs.values() if item["origin"] == "org.osbuild.source"
                   for ref in item["references"]]
         found: dict[str, Path] = {}
@@ -316,11 +320,9 @@ class Runner:
                 found[ref] = self._inline(ref, inline[ref])
             else:
                 url = curl[ref]
-                sizes = [m.get("metadata", {}).get("size", 0) for item in stage.inputs.values()
-                         if isinstance(item["references"], dict)
-                         for key, m in item["references"].items() if key == ref]
                 refs.append(PackageRef(url=url, sha256=ref.split(":", 1)[1],
-                                       size=(sizes or [0])[0], filename=url.rsplit("/", 1)[-1]))
+                                       size=metadata.get(ref, {}).get("size", 0),
+                                       filename=url.rsplit("/", 1)[-1]))
         if refs:
             missing = self.packages.missing(refs)
             if missing and self.offline:
