@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 APT_PACKAGES := mmdebstrap bubblewrap arch-test debian-archive-keyring gpgv util-linux \
 	coreutils tar zstd xz-utils apt-utils dpkg-dev gpg lintian sbuild fdisk \
 	qemu-utils dosfstools mtools e2fsprogs grub-pc-bin grub-efi-amd64-bin \
-	qemu-system-x86 ovmf openssh-client grub2-common binutils
+	qemu-system-x86 ovmf openssh-client grub2-common binutils skopeo umoci podman
 # Where tests keep their shared store and package cache between runs.
 TEST_CACHE ?= /var/cache/debian-forge-tests
 
@@ -30,7 +30,10 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: setup
-	$(BIN)/debian-forge build examples/debian-minimal.json --export rootfs --output-directory output
+	$(BIN)/debian-forge build examples/debian-qcow2.json --export qcow2 --output-directory output
+	@echo
+	@echo "Boot it (BIOS; add --uefi for UEFI):"
+	@echo "  $(BIN)/debian-forge boot output/qcow2/debian-12-generic-amd64.qcow2"
 
 test: setup
 	DEBIAN_FORGE_TEST_CACHE=$(TEST_CACHE) $(BIN)/pytest -q -ra $(PYTEST_ARGS)

@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, each figure a ratio against the peer tool in the same run.
 
-    python bench/run.py [deb-mock|forge|build]...   (default: all)
+    python bench/run.py [deb-mock|forge|build|disk|container]...   (default: all)
 """
 
 from __future__ import annotations
@@ -8,11 +8,14 @@ from __future__ import annotations
 import sys
 
 import bench_build
+import bench_container
 import bench_deb_mock
+import bench_disk
 import bench_forge
 
 SUITES = {"deb-mock": bench_deb_mock.main, "forge": bench_forge.main,
-          "build": bench_build.main}
+          "build": bench_build.main, "disk": bench_disk.main,
+          "container": bench_container.main}
 
 
 def main(names: list[str]) -> int:

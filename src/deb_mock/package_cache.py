@@ -24,8 +24,11 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 from urllib.parse import urljoin, urlsplit
+
+if TYPE_CHECKING:
+    import urllib.request
 
 # http.client and urllib.request are imported where downloads happen: they cost 30 ms at
 # start-up, which every `deb-mock chroot` would pay.
@@ -158,7 +161,7 @@ class _KeepAliveOpener:
         # build_opener reads the proxy environment now, so each fetch sees the current one.
         self._fallback = urllib.request.build_opener() if urllib.request.getproxies() else None
 
-    def open(self, request: "urllib.request.Request", timeout: float):
+    def open(self, request: urllib.request.Request, timeout: float):
         import http.client
         import urllib.error
         if self._fallback is not None:

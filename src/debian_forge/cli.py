@@ -319,12 +319,14 @@ def store_gc(store_dir: Path | None, max_size: str | None) -> None:
               help="Public key for the user forge (default: a throwaway key).")
 @click.option("--memory", type=click.IntRange(min=128), default=1024, show_default=True,
               metavar="MB", help="Guest memory in MiB.")
+@click.option("--cpus", type=click.IntRange(min=1), metavar="N",
+              help="Virtual CPUs (default: 2, or 1 on a one-core host).")
 def boot_command(image: Path, uefi: bool, timeout: int | None, ssh_key: Path | None,
-                 memory: int) -> None:
+                 memory: int, cpus: int | None) -> None:
     """Boot IMAGE in QEMU until it shows a login prompt and cloud-init is done."""
     from debian_forge.boot import boot
 
-    result = boot(image, uefi=uefi, timeout=timeout, ssh_key=ssh_key, memory=memory,
+    result = boot(image, uefi=uefi, timeout=timeout, ssh_key=ssh_key, memory=memory, cpus=cpus,
                   progress=lambda line: click.echo(line, err=True))
     click.echo(f"{image}: booted ({'UEFI' if uefi else 'BIOS'}, {result.accelerator.upper()}): "
                f"login prompt after {result.login_seconds:.1f} s, cloud-init done after "

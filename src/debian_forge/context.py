@@ -14,6 +14,7 @@ from typing import IO, Callable, Mapping, Sequence
 
 from deb_mock.paths import resolve_in_tree
 from deb_mock.sandbox import Bind, ExecResult, run
+from deb_mock.store import Layer
 from debian_forge.repo import make_repository
 
 # Where the build root sees the tree being built, the stage's inputs and its packages.
@@ -79,7 +80,8 @@ class Tree:
 class Input:
     """One resolved input of a stage.
 
-    A tree input (`org.osbuild.tree`) has `path`: the referenced pipeline's tree, read-only.
+    A tree input (`org.osbuild.tree`) has `path`: the referenced pipeline's tree, read-only,
+    and `layers`: the stage layers that make it.
     A files input (`org.osbuild.files`) has `files`: checksum (`sha256:…`) → host path, the
     `metadata` each reference carries in the manifest, and `filenames`: the file's name at its
     source (the cache names files by checksum).
@@ -88,6 +90,9 @@ class Input:
     name: str
     type: str
     path: Path | None = None
+    # A tree input's store layers, bottom first: the first a full tree, each later one the
+    # overlayfs upper directory its stage left (whiteouts and opaque directories included).
+    layers: tuple[Layer, ...] = ()
     files: Mapping[str, Path] = field(default_factory=dict)
     metadata: Mapping[str, dict] = field(default_factory=dict)
     filenames: Mapping[str, str] = field(default_factory=dict)  # checksum → name at its source
@@ -110,6 +115,9 @@ class StageContext:
     devices: Mapping[str, Path] = field(default_factory=dict)
     mounts: Path | None = None
     mount_targets: Mapping[str, str] = field(default_factory=dict)  # mount name → its target
+    # Facts for the build record (build.json, the stage's "report"), e.g. bytes a stage saved;
+    # kept with the stage's layer, so a cached stage reports them too. JSON values only.
+    report: dict = field(default_factory=dict)
 
     def destination(self, location: str) -> tuple[Tree, str]:
         """Where `tree:///x` or `mount://<name>/x` points: the Tree to write in (paths stay

@@ -85,6 +85,8 @@ def write(path: Path, *, manifest_path: str, locked: Manifest, runner: Runner,
 
 
 def _stage(data: dict[str, Any], output_dir: Path | None) -> dict[str, Any]:
+    if data["report"] is None:  # most stages report nothing
+        del data["report"]
     if data["log"] and output_dir is not None:
         try:
             data["log"] = str(Path(data["log"]).relative_to(output_dir))

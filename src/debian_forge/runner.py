@@ -63,6 +63,7 @@ class StageRecord:
     cached: bool
     duration: float
     log: str | None
+    report: dict | None = None  # what the stage reported (StageContext.report)
 
 
 @dataclass
@@ -138,10 +139,12 @@ class Runner:
             self._record(pipeline, stage, stage_id, cached=True, duration=0.0)
 
     def _record(self, pipeline: Pipeline, stage: Stage, stage_id: str, cached: bool,
-                duration: float, log: Path | None = None) -> None:
+                duration: float, log: Path | None = None, report: dict | None = None) -> None:
+        if cached:
+            report = self.store.get(stage_id).meta.get("report")
         self.result.stages.append(StageRecord(pipeline.name, stage.index, stage.type, stage_id,
                                               cached, round(duration, 3),
-                                              str(log) if log else None))
+                                              str(log) if log else None, report or None))
 
     def _breaks_at(self, stage: Stage, stage_id: str) -> bool:
         wanted = self.break_at
@@ -203,9 +206,10 @@ class Runner:
                 self.store.commit(upper, stage_id, parent=None if full else previous,
                                   full=full, meta={
                                       "kind": "debian-forge-stage", "type": stage.type,
-                                      "pipeline": pipeline.name, "log": str(log_path)})
+                                      "pipeline": pipeline.name, "log": str(log_path),
+                                      **({"report": ctx.report} if ctx.report else {})})
             self._record(pipeline, stage, stage_id, cached=False,
-                         duration=time.monotonic() - start, log=log_path)
+                         duration=time.monotonic() - start, log=log_path, report=ctx.report)
 
     def _run_stage(self, pipeline: Pipeline, stage: Stage, stage_id: str, ctx: StageContext,
                    log_path: Path) -> None:
@@ -289,8 +293,10 @@ class Runner:
             if item["origin"] == "org.osbuild.pipeline":
                 (ref,) = list(item["references"])[:1]
                 layer_id = self.pipeline_ids[ref.removeprefix("name:")]
+                layers = tuple(reversed(self.store.chain(layer_id))) if layer_id else ()
                 inputs[name] = Input(name, item["type"],
-                                     path=self._tree_of(stack, tmp, f"input-{name}", layer_id))
+                                     path=self._tree_of(stack, tmp, f"input-{name}", layer_id),
+                                     layers=layers)
             else:
                 refs = item["references"]
                 metadata = refs if isinstance(refs, dict) else {r: {} for r in refs}

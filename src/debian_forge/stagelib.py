@@ -1,4 +1,5 @@
-"""Helpers shared by stage modules: reading a tree's account databases, finding its tools.
+"""Helpers shared by stage modules: reading a tree's account databases, finding its tools,
+writing cloud-init configuration.
 
 Small functions over `Tree` (context.py); every path goes through `Tree.path()`.
 """
@@ -6,8 +7,12 @@ Small functions over `Tree` (context.py); every path goes through `Tree.path()`.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable
+
+import yaml
 
 from debian_forge.context import StageError, Tree
 
@@ -93,6 +98,24 @@ def tree_location(location: str) -> str:
     return location
 
 
+def switch_property(default: bool, what: str) -> dict:
+    """The schema of an on/off option whose description says its default."""
+    return {"type": "boolean", "default": default,
+            "description": f"{what} ({'on' if default else 'off'} unless set)."}
+
+
+def uuid_property(description: str) -> dict:
+    """The schema of a UUID option (filesystems, partitions, disks)."""
+    return {"type": "string", "pattern": "^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$",
+            "x-expected": "a UUID", "description": description}
+
+
+def file_name_property(description: str) -> dict:
+    """The schema of a plain file name in a pipeline's tree (an image, a tarball)."""
+    return {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.+-]*$",
+            "x-expected": "a plain file name (no directories)", "description": description}
+
+
 def mode_property(description: str) -> dict:
     """The schema of a file mode option: an integer (493 for 0o755) or an octal string ("0755")."""
     return {"description": description,
@@ -104,3 +127,57 @@ def mode_property(description: str) -> dict:
 def parse_mode(value: int | str) -> int:
     """A mode as `mode_property` allows it (493 or "0755"), as an integer."""
     return value if isinstance(value, int) else int(value, 8)
+
+
+# cloud-init configuration (org.osbuild.cloud-init, org.osbuild.cloud).
+
+CLOUD_CONFIG_DIR = "/etc/cloud/cloud.cfg.d"
+_CLOUD_SOURCES_DIR = "/usr/lib/python3/dist-packages/cloudinit/sources"
+
+
+def cloud_datasources(tree: Tree) -> list[str]:
+    """The cloud-init datasources the tree's cloud-init has (`DataSource<Name>.py`), sorted."""
+    directory = tree.path(_CLOUD_SOURCES_DIR)
+    if not directory.is_dir():
+        return []
+    return sorted(entry.name[len("DataSource"):-len(".py")]
+                  for entry in directory.glob("DataSource?*.py"))
+
+
+def require_cloud_datasources(tree: Tree, names: Iterable[str]) -> None:
+    """StageError unless the tree's cloud-init has every datasource of `names`."""
+    available = cloud_datasources(tree)
+    missing = [name for name in names if name not in available]
+    if missing:
+        raise StageError(f"the tree's cloud-init has no datasource {', '.join(missing)} (no "
+                         f"{_CLOUD_SOURCES_DIR}/DataSource{missing[0]}.py); it has: "
+                         f"{', '.join(available) or 'none'}")
+
+
+def write_cloud_config(tree: Tree, filename: str, data: dict, comment: str) -> Path:
+    """Write `data` as YAML to /etc/cloud/cloud.cfg.d/<filename> (0644) under a `# comment`
+    line. cloud-init merges those files in name order, later names winning."""
+    text = f"# {comment}\n" + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+    return tree.write_text(f"{CLOUD_CONFIG_DIR}/{filename}", text, mode=0o644)
+
+
+# The "slim" trick of Debian's container images: dpkg leaves these out of every package it
+# unpacks (path-exclude), except the includes (copyright notices must stay).
+SLIM_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/groff/*",
+                 "/usr/share/info/*", "/usr/share/lintian/*", "/usr/share/linda/*",
+                 "/usr/share/locale/*")
+SLIM_INCLUDES = ("/usr/share/doc/*/copyright", "/usr/share/locale/locale.alias")
+SLIM_DPKG_CONFIG = "/etc/dpkg/dpkg.cfg.d/debian-forge-slim"
+
+
+def slim_dpkg_config() -> str:
+    """The dpkg configuration of the slim excludes (one option per line)."""
+    return ("# Written by debian-forge: no documentation, manual pages or translations.\n"
+            + "".join(f"path-exclude={p}\n" for p in SLIM_EXCLUDES)
+            + "".join(f"path-include={p}\n" for p in SLIM_INCLUDES))
+
+
+def slim_excluded(path: str) -> bool:
+    """Whether dpkg, configured by slim_dpkg_config(), leaves the absolute `path` out."""
+    return (any(fnmatch.fnmatchcase(path, p) for p in SLIM_EXCLUDES)
+            and not any(fnmatch.fnmatchcase(path, p) for p in SLIM_INCLUDES))

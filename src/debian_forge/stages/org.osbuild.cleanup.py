@@ -25,24 +25,20 @@ import stat
 from pathlib import Path
 
 from debian_forge.context import StageContext
-
-
-def _switch(default: bool, what: str) -> dict:
-    return {"type": "boolean", "default": default,
-            "description": f"{what} ({'on' if default else 'off'} unless set)."}
+from debian_forge.stagelib import switch_property
 
 
 SCHEMA = {
     "properties": {
-        "machine-id": _switch(True, "Empty /etc/machine-id and remove a regular "
+        "machine-id": switch_property(True, "Empty /etc/machine-id and remove a regular "
                                     "/var/lib/dbus/machine-id"),
-        "logs": _switch(True, "Remove every file under /var/log, keeping directories"),
-        "apt-lists": _switch(True, "Empty /var/lib/apt/lists (apt-get update restores it)"),
-        "apt-cache": _switch(True, "Remove /var/cache/apt/*.bin and downloaded .deb files"),
-        "caches": _switch(True, "Remove the ldconfig aux-cache and the -old backups of "
+        "logs": switch_property(True, "Remove every file under /var/log, keeping directories"),
+        "apt-lists": switch_property(True, "Empty /var/lib/apt/lists (apt-get update restores it)"),
+        "apt-cache": switch_property(True, "Remove /var/cache/apt/*.bin and downloaded .deb files"),
+        "caches": switch_property(True, "Remove the ldconfig aux-cache and the -old backups of "
                                 "debconf and dpkg"),
-        "tmp": _switch(True, "Remove everything in /tmp and /var/tmp"),
-        "ssh-host-keys": _switch(False, "Remove /etc/ssh/ssh_host_* (something must "
+        "tmp": switch_property(True, "Remove everything in /tmp and /var/tmp"),
+        "ssh-host-keys": switch_property(False, "Remove /etc/ssh/ssh_host_* (something must "
                                         "regenerate them on first boot)"),
     },
 }

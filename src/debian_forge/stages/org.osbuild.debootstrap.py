@@ -22,6 +22,7 @@ from deb_mock.errors import PackageManagerError
 from deb_mock.host_sources import resolve_mirror, resolve_security_mirror
 from debian_forge.context import PACKAGE_INPUTS, REPO_MOUNT, TREE_MOUNT, StageContext, StageError
 from debian_forge.repo import source_line
+from debian_forge.stagelib import SLIM_DPKG_CONFIG, slim_dpkg_config, slim_excluded
 
 _NAME = "^[a-z0-9][a-z0-9.+-]*$"
 LOCKS_PACKAGES = True
@@ -65,6 +66,11 @@ SCHEMA = {
         "merged-usr": {"type": "boolean", "default": True,
                        "description": "A merged /usr (/bin → usr/bin …). Debian bookworm and "
                                       "later are merged-/usr only; false is for older suites."},
+        "slim": {"type": "boolean", "default": False,
+                 "description": "dpkg leaves out documentation (copyright kept), manual pages "
+                                "and translations, now and in later installs (path-exclude, "
+                                "the trick of Debian's container images); the bytes left out "
+                                "go into the build record."},
     },
 }
 
@@ -136,6 +142,28 @@ def run(ctx: StageContext, options: dict) -> None:
                                     sorted(packages, key=lambda p: p["name"]))]
     if not options.get("merged-usr", True):
         argv.append("--hook-dir=/usr/share/mmdebstrap/hooks/no-merged-usr")
+    if options.get("slim"):
+        argv += [f"--dpkgopt={line}" for line in slim_dpkg_config().splitlines()[1:]]
+        argv.append(f"--customize-hook=printf %s {shlex.quote(slim_dpkg_config())} "
+                    f"> \"$1\"{SLIM_DPKG_CONFIG}")
+        ctx.report["slim"] = _excluded_by_slim(ctx.inputs["packages"].files.values())
     argv += [f"--customize-hook={hook}" for hook in hooks]
     argv += [suite, TREE_MOUNT, source_line(f"copy://{REPO_MOUNT}", suite)]
     ctx.run_in_buildroot(argv)
+
+
+def _excluded_by_slim(debs) -> dict:
+    """What `slim` leaves out of these packages: regular files and their bytes, from each
+    package's contents list (dpkg-deb --contents)."""
+    files = size = 0
+    for deb in debs:
+        listing = subprocess.run(["dpkg-deb", "--contents", str(deb)], capture_output=True,
+                                 text=True, check=True).stdout
+        for line in listing.splitlines():
+            fields = line.split(None, 5)  # mode owner size date time path
+            if len(fields) == 6 and fields[0].startswith("-"):
+                path = fields[5].removeprefix(".")
+                if slim_excluded(path):
+                    files += 1
+                    size += int(fields[2])
+    return {"files_excluded": files, "bytes_excluded": size}

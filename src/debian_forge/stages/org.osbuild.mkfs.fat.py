@@ -1,12 +1,18 @@
 """Make a FAT filesystem (an EFI system partition) on the stage's `device`.
 
 The volume id comes from the manifest and `--invariant` keeps mkfs.fat from stamping the clock:
-the same manifest gives the same bytes.
+the same manifest gives the same bytes. With a `tree` input the filesystem is filled from the
+directory `path` of that tree (for an ESP: `/boot/efi`) by mtools, without a mount: directories
+and files are written in sorted order and, with a source epoch, stamped with it (mtools honours
+SOURCE_DATE_EPOCH), so the same tree gives the same bytes.
 """
 
 from __future__ import annotations
 
-from debian_forge.context import StageContext, StageError
+import os
+
+from deb_mock.paths import resolve_in_tree
+from debian_forge.context import INPUTS_MOUNT, StageContext, StageError
 
 SCHEMA = {
     "required": ["volid"],
@@ -15,9 +21,15 @@ SCHEMA = {
                   "x-expected": "8 hex digits", "description": "Volume id (serial)."},
         "label": {"type": "string", "maxLength": 11, "description": "Volume label."},
         "fat_size": {"enum": [12, 16, 32], "description": "FAT type (default: by size)."},
+        "path": {"type": "string", "pattern": "^/", "default": "/",
+                 "x-expected": "an absolute path",
+                 "description": "The directory of the `tree` input to fill the filesystem with."},
     },
 }
 
+INPUTS = {"type": "object", "additionalProperties": False,
+          "properties": {"tree": {"type": "object",
+                                  "description": "A pipeline whose tree fills the filesystem."}}}
 
 
 def run(ctx: StageContext, options: dict) -> None:
@@ -30,3 +42,34 @@ def run(ctx: StageContext, options: dict) -> None:
     if "fat_size" in options:
         argv += ["-F", str(options["fat_size"])]
     ctx.run_in_buildroot([*argv, str(device)])
+    if "tree" in ctx.inputs:
+        _fill(ctx, str(device), options.get("path", "/"))
+
+
+def _fill(ctx: StageContext, device: str, inside: str) -> None:
+    """Copy the tree's directory `inside` into the filesystem: one mmd for every directory,
+    one mcopy per directory for its files, parents first, names sorted."""
+    top = resolve_in_tree(ctx.inputs["tree"].path, inside)
+    if not top.is_dir():
+        raise StageError(f"path {inside!r}: no such directory in the tree input")
+    seen = f"{INPUTS_MOUNT}/tree/{inside.strip('/')}".rstrip("/")
+    env = {"MTOOLS_SKIP_CHECK": "1"}
+    directories, files = [], {}
+    for here, subdirs, names in os.walk(top):
+        relative = os.path.relpath(here, top)
+        relative = "" if relative == "." else relative
+        odd = sorted(n for n in [*subdirs, *names] if os.path.islink(os.path.join(here, n))
+                     or not (n in subdirs or os.path.isfile(os.path.join(here, n))))
+        subdirs.sort()
+        directories += [os.path.join(relative, d) for d in subdirs]
+        regular = sorted(names)
+        if odd:
+            raise StageError(f"{os.path.join(inside, relative)}: FAT holds only files and "
+                             f"directories, not {', '.join(odd)}")
+        if regular:
+            files[relative] = regular
+    if directories:
+        ctx.run_in_buildroot(["mmd", "-i", device, *[f"::/{d}" for d in directories]], env=env)
+    for relative, names in files.items():
+        sources = [os.path.join(seen, relative, name) for name in names]
+        ctx.run_in_buildroot(["mcopy", "-i", device, *sources, f"::/{relative}"], env=env)

@@ -1,16 +1,21 @@
 """Partition a disk with sfdisk: GPT or MBR, types, names, sizes, UUIDs from the manifest.
 
 The stage's `device` (an org.osbuild.loopback over the whole image) is partitioned by the build
-root's sfdisk. Every UUID comes from the manifest, so the same manifest gives the same table.
+root's sfdisk. Every UUID comes from the manifest, so the same manifest gives the same table:
+a GPT disk or partition UUID the options leave out is derived from the options themselves
+(a name-based UUID), never drawn at random; likewise an MBR disk identifier.
 Starts and sizes are in 512-byte sectors; a partition without a size takes the rest.
 """
 
 from __future__ import annotations
 
-from debian_forge.context import StageContext, StageError
+import hashlib
+import json
+import uuid
 
-_UUID = {"type": "string", "pattern": "^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$",
-         "x-expected": "a UUID"}
+from debian_forge.context import StageContext, StageError
+from debian_forge.stagelib import uuid_property
+
 
 SCHEMA = {
     "required": ["label", "partitions"],
@@ -26,7 +31,7 @@ SCHEMA = {
                 "type": {"type": "string", "minLength": 1,
                          "description": "Partition type: a GPT type UUID or an MBR hex id "
                                         "(sfdisk's aliases L, U, S, V work too)."},
-                "uuid": {**_UUID, "description": "Partition UUID (GPT)."},
+                "uuid": uuid_property("Partition UUID (GPT)."),
                 "name": {"type": "string", "description": "Partition name (GPT)."},
                 "bootable": {"type": "boolean", "description": "The MBR active flag."},
                 "attrs": {"type": "array", "items": {"type": "integer"},
@@ -37,13 +42,26 @@ SCHEMA = {
 
 
 
+def derived_uuid(options: dict, what: str) -> str:
+    """A UUID for `what` that only the options decide (uuid5 over their canonical JSON)."""
+    digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()
+    return str(uuid.uuid5(uuid.NAMESPACE_OID, f"debian-forge.sfdisk/{digest}/{what}"))
+
+
 def script(options: dict) -> str:
     """sfdisk's input for the table."""
+    gpt = options["label"] == "gpt"
     lines = [f"label: {options['label']}"]
     if "uuid" in options:
         lines.append(f"label-id: {options['uuid']}")
+    elif gpt:
+        lines.append(f"label-id: {derived_uuid(options, 'disk')}")
+    else:
+        lines.append(f"label-id: 0x{derived_uuid(options, 'disk')[:8]}")
     lines.append("")
-    for part in options["partitions"]:
+    for index, part in enumerate(options["partitions"]):
+        if gpt and "uuid" not in part:
+            part = {**part, "uuid": derived_uuid(options, f"partition-{index}")}
         fields = []
         for key, name in (("start", "start"), ("size", "size"), ("type", "type"),
                           ("uuid", "uuid")):

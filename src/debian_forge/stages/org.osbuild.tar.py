@@ -5,12 +5,15 @@ sorted by name, owners are numeric, modification times are clamped to the source
 manifest sets one) and atime/ctime are left out, so the same tree and epoch give the same bytes.
 Extended attributes (file capabilities such as ping's) are kept. Compression follows the
 `compression` option or the file name (.gz, .xz, .zst), with settings that do not record
-timestamps or names. It runs the build root's GNU tar.
+timestamps or names. `sparse` stores the holes of sparse files (disk images) as holes, and
+`format: oldgnu` with `root-node: omit` makes the `disk.raw` tarball Google Compute Engine
+imports. It runs the build root's GNU tar.
 """
 
 from __future__ import annotations
 
 from debian_forge.context import INPUTS_MOUNT, TREE_MOUNT, StageContext
+from debian_forge.stagelib import file_name_property
 
 _COMPRESSORS = {"gzip": "gzip -n", "xz": "xz -T1", "zstd": "zstd -T1 -q", "none": None}
 _SUFFIXES = {".gz": "gzip", ".tgz": "gzip", ".xz": "xz", ".zst": "zstd"}
@@ -18,14 +21,14 @@ _SUFFIXES = {".gz": "gzip", ".tgz": "gzip", ".xz": "xz", ".zst": "zstd"}
 SCHEMA = {
     "required": ["filename"],
     "properties": {
-        "filename": {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.+-]*$",
-                     "x-expected": "a plain file name (no directories)",
-                     "description": "Name of the tarball in the pipeline's tree."},
+        "filename": file_name_property("Name of the tarball in the pipeline's tree."),
         "compression": {"enum": list(_COMPRESSORS),
                         "description": "Compressor; default: from the file name's suffix, "
                                        "else none."},
-        "format": {"enum": ["gnu", "pax"], "default": "pax",
+        "format": {"enum": ["gnu", "oldgnu", "pax"], "default": "pax",
                    "description": "Archive format (pax keeps extended attributes)."},
+        "sparse": {"type": "boolean", "default": False,
+                   "description": "Store the holes of sparse files efficiently (--sparse)."},
         "root-node": {"enum": ["include", "omit"], "default": "include",
                       "description": "Whether the tree's root directory itself is a member "
                                      "('./')."},
@@ -60,6 +63,8 @@ def run(ctx: StageContext, options: dict) -> None:
                  "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime"]
     if ctx.source_epoch is not None:
         argv += [f"--mtime=@{ctx.source_epoch}", "--clamp-mtime"]
+    if options.get("sparse"):
+        argv.append("--sparse")
     compressor = compression_of(options)
     if compressor:
         argv.append(f"--use-compress-program={compressor}")
