@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -249,3 +250,19 @@ def test_write_layer_alone_is_content_addressed(trees, tmp_path):
     assert path.stat().st_size == blob.size
     assert os.listdir(tmp_path / "blobs/sha256") == [path.name]  # no temporary left behind
     assert "sha256:" + hashlib.sha256(gzip.decompress(path.read_bytes())).hexdigest() == diff_id
+
+
+def test_a_failing_compressor_fails_the_layer_instead_of_hanging():
+    """The second thread's error (say, a full disk) comes back to the writer; nothing waits
+    forever."""
+    from debian_forge.oci import _BackgroundWriter
+
+    class Full(io.BytesIO):
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+    writer = _BackgroundWriter(Full())
+    with pytest.raises(OSError, match="No space left"):
+        for _ in range(64):
+            writer.write(b"x" * (1 << 20))
+        writer.close()

@@ -14,10 +14,12 @@ import hashlib
 import io
 import json
 import os
+import queue
 import shutil
 import stat
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -99,6 +101,51 @@ class _HashingWriter:
 
     def flush(self) -> None:
         self.out.flush()
+
+
+class _BackgroundWriter:
+    """Hands what is written to `out` in a second thread, in 1 MiB pieces: zlib and sha256
+    release the GIL, so the layer is compressed while the next files are read and tarred."""
+
+    PIECE = 1 << 20
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self._pending = bytearray()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while (piece := self._queue.get()) is not None:
+            if self._error is None:  # after a failure, only empty the queue
+                try:
+                    self._out.write(piece)
+                except BaseException as exc:  # reported by the next write() or close()
+                    self._error = exc
+
+    def write(self, data: bytes) -> int:
+        if self._error is not None:
+            raise self._error
+        self._pending += data
+        if len(self._pending) >= self.PIECE:
+            self._queue.put(bytes(self._pending))
+            self._pending.clear()
+        return len(data)
+
+    def flush(self) -> None:  # `out` belongs to the other thread until close()
+        pass
+
+    def close(self) -> None:
+        """Wait until everything reached `out`."""
+        if self._pending:
+            self._queue.put(bytes(self._pending))
+            self._pending.clear()
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def _kept_xattrs(path: Path, overlay: bool) -> dict[str, str]:
@@ -188,15 +235,19 @@ def _write_layer(source: LayerSource, blobs: Path, epoch: int | None) -> tuple[B
         compressed = _HashingWriter(f)
         with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, compresslevel=6,
                            mtime=0) as gz:
-            plain = _HashingWriter(gz)
-            with tarfile.open(fileobj=plain, mode="w", format=tarfile.PAX_FORMAT,
-                              copybufsize=COPY_BUFSIZE) as tar:
-                for info, path in _layer_entries(tar, source, epoch, Path(source.path), ""):
-                    if path is None:
-                        tar.addfile(info)
-                    else:
-                        with open(path, "rb") as content:
-                            tar.addfile(info, content)
+            feeder = _BackgroundWriter(gz)
+            try:
+                plain = _HashingWriter(feeder)
+                with tarfile.open(fileobj=plain, mode="w", format=tarfile.PAX_FORMAT,
+                                  copybufsize=COPY_BUFSIZE) as tar:
+                    for info, path in _layer_entries(tar, source, epoch, Path(source.path), ""):
+                        if path is None:
+                            tar.addfile(info)
+                        else:
+                            with open(path, "rb") as content:
+                                tar.addfile(info, content)
+            finally:
+                feeder.close()
         f.flush()
         os.replace(tmp, directory / compressed.sha.hexdigest())
     blob = Blob("sha256:" + compressed.sha.hexdigest(), compressed.size, LAYER_TYPE)
