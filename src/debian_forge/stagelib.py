@@ -14,7 +14,8 @@ from typing import Iterable
 
 import yaml
 
-from debian_forge.context import StageError, Tree
+from deb_mock.paths import resolve_in_tree
+from debian_forge.context import INPUTS_MOUNT, StageContext, StageError, Tree
 
 _COMMAND_DIRS = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
@@ -96,6 +97,26 @@ def tree_location(location: str) -> str:
     if location.startswith("tree://"):
         return location[len("tree://"):]
     return location
+
+
+# mkfs stages fill a new filesystem from a directory of a `tree` input, without a mount.
+FILL_PATH_PROPERTY = {"type": "string", "pattern": "^/", "default": "/",
+                      "x-expected": "an absolute path",
+                      "description": "The directory of the `tree` input to fill the filesystem "
+                                     "with."}
+FILL_INPUTS = {"type": "object", "additionalProperties": False,
+               "properties": {"tree": {"type": "object",
+                                       "description": "A pipeline whose tree fills the "
+                                                      "filesystem."}}}
+
+
+def fill_source(ctx: StageContext, inside: str) -> tuple[Path, str]:
+    """The `tree` input's directory `inside`: its host path and where the build root sees it
+    (StageError when the tree has no such directory)."""
+    host = resolve_in_tree(ctx.inputs["tree"].path, inside)
+    if not host.is_dir():
+        raise StageError(f"path {inside!r}: no such directory in the tree input")
+    return host, f"{INPUTS_MOUNT}/tree/{inside.strip('/')}".rstrip("/")
 
 
 def switch_property(default: bool, what: str) -> dict:

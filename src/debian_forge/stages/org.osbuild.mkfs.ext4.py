@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import re
 
-from deb_mock.paths import resolve_in_tree
 from deb_mock.sandbox import Bind
-from debian_forge.context import INPUTS_MOUNT, StageContext, StageError
-from debian_forge.stagelib import uuid_property
+from debian_forge.context import StageContext, StageError
+from debian_forge.stagelib import FILL_INPUTS, FILL_PATH_PROPERTY, fill_source, uuid_property
 
 _SCRATCH = "/run/osbuild/scratch"
 
@@ -26,19 +25,13 @@ SCHEMA = {
     "properties": {
         "uuid": uuid_property("Filesystem UUID (also the hash seed)."),
         "label": {"type": "string", "maxLength": 16, "description": "Volume label."},
-        "path": {"type": "string", "pattern": "^/", "default": "/",
-                 "x-expected": "an absolute path",
-                 "description": "The directory of the `tree` input to fill the filesystem with."},
+        "path": FILL_PATH_PROPERTY,
         "lazy_itable_init": {"type": "boolean", "default": False,
                              "description": "Leave inode tables to be zeroed at first mount."},
     },
 }
 
-
-
-INPUTS = {"type": "object", "additionalProperties": False,
-          "properties": {"tree": {"type": "object",
-                                  "description": "A pipeline whose tree fills the filesystem."}}}
+INPUTS = FILL_INPUTS
 
 
 def run(ctx: StageContext, options: dict) -> None:
@@ -52,10 +45,7 @@ def run(ctx: StageContext, options: dict) -> None:
         argv += ["-L", options["label"]]
     binds = []
     if "tree" in ctx.inputs:
-        inside = options.get("path", "/")
-        if not resolve_in_tree(ctx.inputs["tree"].path, inside).is_dir():
-            raise StageError(f"path {inside!r}: no such directory in the tree input")
-        source = f"{INPUTS_MOUNT}/tree/{inside.strip('/')}".rstrip("/")
+        _, source = fill_source(ctx, options.get("path", "/"))
         if ctx.source_epoch is not None:
             # mke2fs keeps the files' own times: clamp them to the epoch on a copy, as tar's
             # --clamp-mtime does.

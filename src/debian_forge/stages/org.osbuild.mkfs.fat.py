@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 
-from deb_mock.paths import resolve_in_tree
-from debian_forge.context import INPUTS_MOUNT, StageContext, StageError
+from debian_forge.context import StageContext, StageError
+from debian_forge.stagelib import FILL_INPUTS, FILL_PATH_PROPERTY, fill_source
 
 SCHEMA = {
     "required": ["volid"],
@@ -21,15 +21,11 @@ SCHEMA = {
                   "x-expected": "8 hex digits", "description": "Volume id (serial)."},
         "label": {"type": "string", "maxLength": 11, "description": "Volume label."},
         "fat_size": {"enum": [12, 16, 32], "description": "FAT type (default: by size)."},
-        "path": {"type": "string", "pattern": "^/", "default": "/",
-                 "x-expected": "an absolute path",
-                 "description": "The directory of the `tree` input to fill the filesystem with."},
+        "path": FILL_PATH_PROPERTY,
     },
 }
 
-INPUTS = {"type": "object", "additionalProperties": False,
-          "properties": {"tree": {"type": "object",
-                                  "description": "A pipeline whose tree fills the filesystem."}}}
+INPUTS = FILL_INPUTS
 
 
 def run(ctx: StageContext, options: dict) -> None:
@@ -49,10 +45,7 @@ def run(ctx: StageContext, options: dict) -> None:
 def _fill(ctx: StageContext, device: str, inside: str) -> None:
     """Copy the tree's directory `inside` into the filesystem: one mmd for every directory,
     one mcopy per directory for its files, parents first, names sorted."""
-    top = resolve_in_tree(ctx.inputs["tree"].path, inside)
-    if not top.is_dir():
-        raise StageError(f"path {inside!r}: no such directory in the tree input")
-    seen = f"{INPUTS_MOUNT}/tree/{inside.strip('/')}".rstrip("/")
+    top, seen = fill_source(ctx, inside)
     env = {"MTOOLS_SKIP_CHECK": "1"}
     directories, files = [], {}
     for here, subdirs, names in os.walk(top):
